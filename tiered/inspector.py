@@ -1,0 +1,116 @@
+"""The inspector: sample a superbatch of mini-batches ahead, record what each touches, plan the cache.
+
+Ginex's split: because the inspector knows every batch of the superbatch before
+the executor runs it, Belady's rule is available, and the plan says exactly
+which feature rows each batch loads, from which tier, and where they go. The
+access record is the superbatch's own node arrays (int32 ids + int64 offsets),
+kept in memory; the cache state carries over from one superbatch to the next
+inside the policy.
+
+Everything here is a plain iterator: run it in a background thread to sample
+superbatch k+1 while the executor consumes k (the kernels release the GIL; the
+numba threading layer must be omp or tbb, which it is wherever libgomp exists).
+One iterator per Inspector at a time.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .plan import AccessTrace, CachePolicy, Plan
+from .sampling import NeighborSampler, SampledSuperbatch
+
+
+@dataclass
+class Superbatch:
+    """Superbatch `index` of `epoch`: its sampled batches and the plan that feeds them."""
+
+    epoch: int
+    index: int
+    batches: SampledSuperbatch
+    plan: Plan
+    sample_seconds: float
+    plan_seconds: float
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def batch_key(epoch: int, batch: int) -> int:
+    """The random-stream key of batch `batch` of `epoch` (unique across epochs)."""
+    return (int(epoch) << 32) + int(batch)
+
+
+def inspect(sampler: NeighborSampler, policy: CachePolicy, batches: Iterable,
+            superbatch_size: int, epoch: int = 0, edges: bool = False, num_neg: int = 1,
+            neg_range: tuple[int, int] | None = None) -> Iterator[Superbatch]:
+    """Sample and plan `batches` (seed arrays, or (P, 2) edge arrays when `edges`) in groups
+    of `superbatch_size`; batch i of the sequence uses key batch_key(epoch, i)."""
+    if superbatch_size < 1:
+        raise ValueError(f"superbatch_size must be >= 1, got {superbatch_size}")
+    it = iter(batches)
+    k = 0
+    first = 0
+    while True:
+        group = [b for _, b in zip(range(superbatch_size), it)]
+        if not group:
+            return
+        keys = [batch_key(epoch, first + i) for i in range(len(group))]
+        t0 = time.perf_counter()
+        if edges:
+            sb = sampler.sample_edges(group, keys, num_neg=num_neg, neg_range=neg_range)
+        else:
+            sb = sampler.sample(group, keys)
+        t1 = time.perf_counter()
+        plan = policy.plan(AccessTrace.of(sb, sampler.num_nodes))
+        t2 = time.perf_counter()
+        yield Superbatch(epoch, k, sb, plan, t1 - t0, t2 - t1)
+        k += 1
+        first += len(group)
+
+
+class Inspector:
+    """Epochs of superbatches: shuffled seeds (or seed edges) cut into batches, sampled, planned."""
+
+    def __init__(self, sampler: NeighborSampler, policy: CachePolicy, batch_size: int,
+                 superbatch_size: int = 64, seed: int = 0, drop_last: bool = False):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if policy.num_nodes != sampler.num_nodes:
+            raise ValueError(f"policy built for {policy.num_nodes} nodes, graph has "
+                             f"{sampler.num_nodes}")
+        self.sampler = sampler
+        self.policy = policy
+        self.batch_size = int(batch_size)
+        self.superbatch_size = int(superbatch_size)
+        self.seed = int(seed)
+        self.drop_last = drop_last
+
+    def _split(self, items: np.ndarray, epoch: int, shuffle: bool) -> list[np.ndarray]:
+        if shuffle:
+            items = items[np.random.default_rng([self.seed, epoch]).permutation(len(items))]
+        n = len(items)
+        stop = n - n % self.batch_size if self.drop_last else n
+        return [items[i:i + self.batch_size] for i in range(0, stop, self.batch_size)]
+
+    def num_batches(self, num_items: int) -> int:
+        full, rest = divmod(num_items, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def node_epoch(self, seeds: np.ndarray, epoch: int, shuffle: bool = True) -> Iterator[Superbatch]:
+        """Node classification: batches of `batch_size` seed nodes (shuffled per epoch)."""
+        seeds = np.asarray(seeds, dtype=np.int64)
+        return inspect(self.sampler, self.policy, self._split(seeds, epoch, shuffle),
+                       self.superbatch_size, epoch)
+
+    def edge_epoch(self, edges: np.ndarray, epoch: int, num_neg: int = 1,
+                   neg_range: tuple[int, int] | None = None,
+                   shuffle: bool = True) -> Iterator[Superbatch]:
+        """Link prediction: batches of `batch_size` (src, dst) edges plus num_neg negatives each."""
+        edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+        return inspect(self.sampler, self.policy, self._split(edges, epoch, shuffle),
+                       self.superbatch_size, epoch, edges=True, num_neg=num_neg,
+                       neg_range=neg_range)
