@@ -1,0 +1,146 @@
+"""Training settings: one dataclass, read from a YAML or TOML file and overridden by flags.
+
+Every field has a default; a config file sets any subset (unknown keys are an
+error naming the file); command-line flags override the file. Sizes accept
+units ("2GiB"); `cache_size` is a row count, a share of the rows ("10%") or bytes.
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from ..units import parse_size
+
+MODELS = ("sage", "gcn", "gat")
+CACHE_POLICIES = ("belady", "lru", "sieve", "static", "none")
+FEATURE_TIERS = ("auto", "dram", "ssd", "pmem")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; see docs/training.md for each field."""
+
+    dataset: str = ""
+    model: str = "sage"                 # sage | gcn | gat | package.module:Class
+    fanouts: list[int] = field(default_factory=lambda: [10, 10])   # hop 1 (next to seeds) first
+    batch_size: int = 1024
+    epochs: int = 10
+    lr: float = 0.003
+    weight_decay: float = 0.0
+    hidden: int = 128
+    dropout: float = 0.5
+    heads: int = 4                      # GAT attention heads
+    normalize_features: bool = False    # divide each input row by its L1 norm (Planetoid practice)
+    dram_budget: str | None = None      # None: the machine's available memory
+    pmem: str | None = None             # PATH:SIZE of a persistent-memory pool
+    features_on: str = "auto"           # tier of the feature array: auto | dram | ssd | pmem
+    cache: str = "belady"
+    cache_size: str | None = None       # rows, "10%" of rows, or bytes ("64MiB"); None: what the budget leaves
+    superbatch: int = 32                # batches sampled and planned together
+    prefetch: int = 2                   # assembled batches queued ahead of the model
+    device: str = "cpu"
+    transfer: str = "copy"              # CUDA hand-off: copy | zero-copy
+    seed: int = 0
+    eval_fanouts: list[int] | None = None   # None: same as fanouts; -1 entries: all neighbours
+    eval_batch_size: int | None = None
+    eval_every: int = 1
+    patience: int | None = None         # early stopping: epochs without a better val_acc
+    checkpoint: str | None = None       # directory
+    checkpoint_every: int = 0           # batches between mid-epoch checkpoints (0: epoch ends only)
+    resume: bool = False
+    metrics: str | None = None          # JSON-lines file, one object per epoch
+    progress: bool = True
+
+    def validate(self) -> "TrainConfig":
+        """Check values and normalise types; raises ValueError naming the field."""
+        if not self.dataset:
+            raise ValueError("no dataset given: pass DATASET (a directory written by tiered-convert)")
+        self.fanouts = _int_list(self.fanouts, "fanouts")
+        if self.eval_fanouts is not None:
+            self.eval_fanouts = _int_list(self.eval_fanouts, "eval_fanouts")
+            if len(self.eval_fanouts) != len(self.fanouts):
+                raise ValueError(f"eval_fanouts has {len(self.eval_fanouts)} hops, fanouts "
+                                 f"{len(self.fanouts)}: the model's depth is fixed")
+        for name in ("batch_size", "epochs", "hidden", "heads", "superbatch", "prefetch",
+                     "eval_every"):
+            if int(getattr(self, name)) < (0 if name == "epochs" else 1):
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.cache not in CACHE_POLICIES:
+            raise ValueError(f"cache must be one of {CACHE_POLICIES}, got {self.cache!r}")
+        if self.features_on not in FEATURE_TIERS:
+            raise ValueError(f"features_on must be one of {FEATURE_TIERS}, got {self.features_on!r}")
+        if self.transfer not in ("copy", "zero-copy"):
+            raise ValueError(f"transfer must be copy or zero-copy, got {self.transfer!r}")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"device must be cpu or cuda[:N], got {self.device!r}")
+        if self.dram_budget is not None:
+            parse_size(self.dram_budget)
+        if self.resume and not self.checkpoint:
+            raise ValueError("--resume needs --checkpoint DIR")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def dram_budget_bytes(self) -> int | None:
+        return None if self.dram_budget is None else parse_size(self.dram_budget)
+
+    def cache_rows(self, num_rows: int, row_bytes: int) -> int | None:
+        """cache_size as a number of rows (None: let the budget decide)."""
+        v = self.cache_size
+        if v is None:
+            return None
+        s = str(v).strip()
+        if s.endswith("%"):
+            return int(num_rows * float(s[:-1]) / 100)
+        if s.isdigit():
+            return int(s)
+        return parse_size(s) // max(row_bytes, 1)
+
+
+def _int_list(v, name: str) -> list[int]:
+    if isinstance(v, str):
+        v = [p for p in v.replace(" ", "").split(",") if p]
+    try:
+        out = [int(x) for x in v]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be comma-separated integers, got {v!r}") from None
+    if not out or any(x == 0 or x < -1 for x in out):
+        raise ValueError(f"{name} must be positive integers or -1 (all neighbours), got {out}")
+    return out
+
+
+def read_config_file(path: str | Path) -> dict:
+    """Settings from a .yaml/.yml/.toml/.json file, checked against TrainConfig's fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text) or {}
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot parse ({e})") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of settings, found {type(data).__name__}")
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    return data
+
+
+def make_config(file: str | Path | None = None, **overrides) -> TrainConfig:
+    """TrainConfig from defaults < config file < overrides (None values do not override)."""
+    data = read_config_file(file) if file else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**data).validate()

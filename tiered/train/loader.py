@@ -1,0 +1,343 @@
+"""NodeLoader: a dataset directory in, batches of node-classification training out.
+
+It places the arrays (features on DRAM or the SSD tier, a DRAM cache of the
+rows that fit the budget), builds the sampler, the cache policy and the
+executor, and for each epoch feeds the executor the inspector's superbatches
+(sampled and planned one superbatch ahead, in a background thread). It also
+records where an epoch stands (superbatch, batch, cache state) so a checkpoint
+can resume it exactly.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..batch import Batch
+from ..dataset import Dataset, open_dataset
+from ..executor import Executor
+from ..inspector import inspect
+from ..manager import PlacementError, TierManager
+from ..plan import CacheState, make_policy
+from ..plan.policy import CachePolicy
+from ..sampling import NeighborSampler
+from ..tiers.dram import DRAMTier
+from ..units import format_size
+from .config import TrainConfig
+
+_KEEP_STATES = 8                 # superbatch start states kept (the inspector runs ahead)
+_SAMPLED_BYTES_PER_ROW = 64      # sampled ids, edges and plan arrays per batch row, measured loosely
+
+
+class BudgetError(ValueError):
+    """The DRAM budget cannot hold one batch and the graph; the message says how much is needed."""
+
+
+@dataclass
+class Placement:
+    """Where the arrays went (the TierManager's decision) and what one batch needs."""
+
+    features_on: str
+    indices_on: str
+    cache_rows: int                 # DRAM feature cache rows (level 0)
+    pmem_cache_rows: int            # PMem feature cache rows (level 1), 0 without PMem
+    batch_rows: int                 # largest batch seen when probing, with margin
+    batch_bytes: dict               # DRAM reserved per in-flight batch buffers
+    table: str                      # the manager's placement table
+
+    def describe(self) -> str:
+        caches = f"DRAM cache {self.cache_rows} rows"
+        if self.pmem_cache_rows:
+            caches += f", PMem cache {self.pmem_cache_rows} rows"
+        return (f"features on {self.features_on}, indices on {self.indices_on}, {caches}; "
+                f"batches up to {self.batch_rows} rows reserve "
+                f"{format_size(sum(self.batch_bytes.values()))}")
+
+
+def available_memory() -> int:
+    """MemAvailable, capped by a cgroup limit (what a default budget may use)."""
+    avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            avail = min(avail, int(text))
+    return avail
+
+
+class NodeLoader:
+    """Batches of one split of a node-classification dataset, through the tiers.
+
+    Usage::
+
+        with NodeLoader(cfg) as loader:
+            for batch in loader.epoch(0):          # Batch: x, y, blocks, adjs, ...
+                ...
+
+    `epoch(e, split="train")` shuffles with (seed, e); "val"/"test" read in order,
+    the same samples every epoch, without touching the training cache. A batch's
+    tensors are views of the executor's buffers: valid until the next batch is requested.
+    """
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        path = Path(cfg.dataset)
+        if not path.exists():
+            raise FileNotFoundError(f"dataset {path}: no such directory (convert one with "
+                                    f"tiered-convert, e.g. `tiered-convert planetoid IN {path}`)")
+        self.ds: Dataset = open_dataset(path)
+        if self.ds.task != "node":
+            raise ValueError(f"{path}: task is {self.ds.task!r}; NodeLoader trains node "
+                             f"classification")
+        if not self.ds.feature_dim:
+            raise ValueError(f"{path}: dataset has no features (feature_dim = 0)")
+        if "train" not in self.ds.splits:
+            raise ValueError(f"{path}: dataset has no 'train' split (has {self.ds.splits})")
+        self.num_nodes = self.ds.num_nodes
+        self.row_bytes = self.ds.layout("features").row_bytes
+        self.manager = self._manager()
+        try:
+            self._open()
+        except BaseException:
+            self.manager.close()
+            raise
+        self._states: dict[tuple[int, int], CacheState] = {}
+        self._resume: tuple[tuple[int, int], CacheState] | None = None
+
+    # ---- placement ---------------------------------------------------------------------
+    def _probe_batch_rows(self) -> int:
+        """Largest n_id of two sampled training batches (x 1.25): what buffers must hold."""
+        indptr = self.ds.load("indptr")
+        lay = self.ds.layout("indices")
+        indices = lay.read_all() if lay.nbytes <= (256 << 20) else None
+        if indices is None:
+            from ..tiers.ssd import SSDTier
+            indices = SSDTier(lay)
+        try:
+            train = self.ds.split("train")
+            rng = np.random.default_rng(self.cfg.seed)
+            seeds = [rng.permutation(train)[: self.cfg.batch_size] for _ in range(2)]
+            sb = NeighborSampler(indptr, indices, self.cfg.fanouts).sample(seeds, [-1, -2])
+        finally:
+            if not isinstance(indices, np.ndarray):
+                indices.close()
+        return min(self.num_nodes, int(np.diff(sb.node_ptr).max() * 1.25) + 1)
+
+    def _manager(self) -> TierManager:
+        """Ask the TierManager for a placement with this run's batch buffers reserved."""
+        cfg, n = self.cfg, self.num_nodes
+        budget = cfg.dram_budget_bytes() or int(available_memory() * 0.8)
+        rows = self._probe_batch_rows()
+        self._batch_rows = rows
+        self._batch_bytes = {
+            "assembly ring": (cfg.prefetch + 2) * rows * self.row_bytes,
+            "load staging": rows * self.row_bytes,
+            "sampled + plan arrays": 2 * cfg.superbatch * rows * _SAMPLED_BYTES_PER_ROW}
+        place = {} if cfg.features_on == "auto" else {"features": cfg.features_on}
+        asked = cfg.cache_rows(n, self.row_bytes)
+        no_cache = cfg.cache == "none"
+        mgr = TierManager(self.ds, budget, pmem=cfg.pmem, place=place,
+                          dram_cache=0 if no_cache else (None if asked is None else
+                                                         asked * self.row_bytes),
+                          pmem_cache=0 if no_cache or cfg.cache != "belady" else None)
+        for name, nbytes in self._batch_bytes.items():
+            mgr.reserve(name, nbytes)
+        try:
+            mgr.plan()
+        except PlacementError as e:
+            per = ", ".join(f"{k} {format_size(v)}" for k, v in self._batch_bytes.items())
+            raise BudgetError(f"{e} (one batch of up to {rows} rows reserves: {per})") from None
+        return mgr
+
+    def _open(self) -> None:
+        cfg, mgr = self.cfg, self.manager
+        p = mgr.plan()
+        tiers = mgr.open()
+        self.labels = tiers["labels"].array
+        self.indptr = tiers["indptr"].array
+        self.splits = {s: tiers[f"{s}_idx"].array.astype(np.int64, copy=False)
+                       for s in self.ds.splits}
+        indices = tiers["indices"]
+        self.sampler = NeighborSampler(self.indptr, indices, cfg.fanouts, seed=cfg.seed)
+        eval_f = cfg.eval_fanouts or cfg.fanouts
+        self.eval_sampler = (self.sampler if eval_f == cfg.fanouts else
+                             NeighborSampler(self.indptr, indices, eval_f, seed=cfg.seed))
+        self.features = tiers["features"]
+        caps = [p.dram_cache_rows] + ([p.pmem_cache_rows] if p.pmem_cache_rows else [])
+        policy_name = cfg.cache if sum(caps) else "none"
+        score = np.diff(self.indptr) if policy_name == "static" else None
+        self.policy: CachePolicy = make_policy(policy_name, caps if len(caps) > 1 else caps[0],
+                                               self.num_nodes, score)
+        dram_cache = mgr.cache_tier("dram")
+        pmem_cache = mgr.cache_tier("pmem")
+        self.executor = Executor(
+            self.features, p.dram_cache_rows, self.labels, indptr=self.indptr,
+            cache_tiers=[pmem_cache] if pmem_cache is not None else [],
+            slab=dram_cache.array if isinstance(dram_cache, DRAMTier) else None,
+            device=cfg.device, transfer=cfg.transfer, prefetch=cfg.prefetch)
+        self.placement = Placement(p.tiers["features"], p.tiers["indices"], p.dram_cache_rows,
+                                   p.pmem_cache_rows, self._batch_rows, self._batch_bytes,
+                                   p.describe())
+
+    # ---- epochs ------------------------------------------------------------------------
+    def num_batches(self, split: str = "train") -> int:
+        return -(-len(self.splits[split]) // self._batch_size(split))
+
+    def _batch_size(self, split: str) -> int:
+        return self.cfg.batch_size if split == "train" else (self.cfg.eval_batch_size or
+                                                             self.cfg.batch_size)
+
+    def seed_batches(self, epoch: int, split: str = "train") -> list[np.ndarray]:
+        """The seed nodes of every batch of an epoch (train: shuffled by (seed, epoch))."""
+        ids = self.splits[split]
+        if split == "train":
+            ids = ids[np.random.default_rng([self.cfg.seed, epoch]).permutation(len(ids))]
+        bs = self._batch_size(split)
+        return [ids[i:i + bs] for i in range(0, len(ids), bs)]
+
+    def epoch(self, epoch: int, split: str = "train", start: int = 0) -> Iterator[Batch]:
+        """Batches of one epoch of `split`, from batch `start` (resuming: see `resume_at`)."""
+        if split not in self.splits:
+            raise ValueError(f"{self.ds.path}: no {split!r} split (has {list(self.splits)})")
+        if split == "train" and self._resume is not None:
+            at, state = self._resume
+            if at != (epoch, start):
+                raise ValueError(f"resume point is epoch {at[0]} batch {at[1]}, but epoch "
+                                 f"{epoch} batch {start} was asked for")
+            self._resume = None
+            _restore_policy(self.policy, state)
+            self.executor.restore(state)
+        elif start:
+            raise ValueError("starting mid-epoch needs resume_at() first (the cache state)")
+        return self._run(epoch, split, start)
+
+    def _run(self, epoch: int, split: str, start: int) -> Iterator[Batch]:
+        train = split == "train"
+        per = self.cfg.superbatch
+        k0, skip = divmod(start, per)
+        # evaluation draws the same samples every epoch, from its own streams
+        key_epoch = epoch if train else -1 - list(self.splits).index(split)
+        sampler = self.sampler if train else self.eval_sampler
+        policy = self.policy if train else make_policy("none", 0, self.num_nodes)
+        seeds = self.seed_batches(epoch, split)[k0 * per:]
+        gen = inspect(_KeyShift(sampler, k0 * per), policy, seeds, per, key_epoch)
+        ahead = _Ahead(gen, k0, epoch, self._states if train else None)
+        yield from self.executor.run(ahead, skip=skip, first_index=k0 * per)
+
+    def cache_state(self, epoch: int, next_batch: int) -> CacheState:
+        """The training cache's contents at the start of the superbatch holding batch
+        `next_batch` of `epoch` (what a checkpoint taken before that batch records)."""
+        k = -(-next_batch // self.cfg.superbatch) if next_batch >= self.num_batches() else \
+            next_batch // self.cfg.superbatch
+        return self._states[(epoch, k)]
+
+    def resume_at(self, epoch: int, start: int, state: CacheState) -> None:
+        """Make the next `epoch(epoch, start=start)` begin from the cache contents `state`
+        (those at the start of the superbatch holding batch `start`)."""
+        self._resume = ((epoch, start), state)
+
+    def close(self) -> None:
+        self.manager.close()
+
+    def __enter__(self) -> "NodeLoader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _restore_policy(policy: CachePolicy, state: CacheState) -> None:
+    """Put a policy back to the cache contents a plan started from."""
+    if policy.name == "none":
+        return
+    if policy.name != "belady":
+        raise ValueError(f"resuming mid-run is supported with the belady and none cache "
+                         f"policies; {policy.name} keeps recency state that plans do not record")
+    policy._state = state       # Belady's only cross-superbatch state is its CacheState
+
+
+class _KeyShift:
+    """The sampler, with batch keys shifted: a stream resumed at batch `shift` draws what the
+    whole epoch would have drawn there."""
+
+    def __init__(self, sampler: NeighborSampler, shift: int):
+        self.sampler, self.shift, self.num_nodes = sampler, shift, sampler.num_nodes
+
+    def sample(self, seeds, keys):
+        return self.sampler.sample(seeds, [k + self.shift for k in keys])
+
+
+class _Ahead:
+    """Runs the inspector one superbatch ahead in a thread (bounded queue of one), and records
+    each superbatch's starting and ending cache state for checkpoints."""
+
+    def __init__(self, gen, first: int, epoch: int, states: dict | None):
+        self.q: queue.Queue = queue.Queue(maxsize=1)
+        self.stop = threading.Event()
+        self.gen = gen
+
+        def work() -> None:
+            try:
+                for sb in gen:
+                    if states is not None:
+                        k = first + sb.index
+                        states[(epoch, k)] = sb.plan.state_in
+                        states[(epoch, k + 1)] = sb.plan.state_out
+                        while len(states) > _KEEP_STATES:
+                            del states[next(iter(states))]
+                    self._put(sb)
+                self._put(None)
+            except _Closed:
+                pass
+            except BaseException as e:      # noqa: BLE001 - re-raised in the consumer
+                try:
+                    self._put(e)
+                except _Closed:
+                    pass
+            finally:
+                gen.close()
+
+        self.thread = threading.Thread(target=work, name="tiered-inspector", daemon=True)
+        self.thread.start()
+
+    def _put(self, item) -> None:
+        while not self.stop.is_set():
+            try:
+                self.q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                pass
+        raise _Closed
+
+    def __iter__(self):
+        while not self.stop.is_set():
+            try:
+                item = self.q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+class _Closed(Exception):
+    pass
