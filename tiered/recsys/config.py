@@ -1,0 +1,142 @@
+"""Settings of a link-prediction run: one dataclass, from a YAML/TOML/JSON file and flags.
+
+Defaults are LightGCN's published Gowalla setting (3 layers, dim 64, BPR with
+one uniform negative, L2 1e-4, Adam); the batch size and learning rate default
+to the ones measured fastest to converge here (docs/recommenders.md).
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from ..plan import POLICIES
+from ..units import parse_size
+from .models import MAX_LAYERS
+from .optim import ROW_OPTIMIZERS
+from .storage import TABLE_TIERS
+
+
+@dataclass
+class LinkConfig:
+    """Everything a link-prediction run needs (see docs/recommenders.md for each field)."""
+
+    dataset: str = ""
+    model: str = "lightgcn"             # lightgcn | sage | package.module:Class
+    layers: int = 3
+    dim: int = 64
+    fanouts: list[int] | None = None    # None: every neighbour at every hop (exact LightGCN)
+    batch_size: int = 8192              # positive interactions per batch
+    epochs: int = 100
+    lr: float = 0.005
+    optimizer: str = "adam"             # row optimizer of the table: adam (SparseAdam) | adagrad
+    reg: float = 1e-4                   # L2 on the batch's layer-0 embeddings (LightGCN's decay)
+    num_neg: int = 1                    # negative candidates per positive; > 1: hard negatives
+    init_std: float = 0.1
+    use_features: bool = False          # concatenate the dataset's features to the embeddings
+    embeddings_on: str = "dram"         # tier of the table: dram | ssd | pmem
+    table_dir: str | None = None        # where the SSD table file goes (default: beside the dataset)
+    pmem: str | None = None             # PATH:SIZE of the pool for embeddings_on = pmem
+    cache: str = "belady"               # DRAM cache policy of the table rows
+    cache_size: str = "25%"             # rows, a share of the rows, or bytes
+    superbatch: int = 8                 # batches sampled and planned together
+    seed: int = 0
+    eval_every: int = 1
+    topk: int = 20
+    eval_batch_size: int = 4096         # seeds per batch of sampled inference (custom models)
+    max_scores: int = 1 << 25           # user x item scores held at once when ranking
+    time_limit: float | None = None     # stop after the epoch that passes this many training seconds
+    target_recall: float | None = None  # stop after the first evaluation reaching this recall@K
+    metrics: str | None = None          # JSON lines, one per epoch
+    progress: bool = True
+
+    def validate(self) -> "LinkConfig":
+        """Check and normalise; raises ValueError naming the field."""
+        if not self.dataset:
+            raise ValueError("no dataset given: pass DATASET (a link dataset written by "
+                             "tiered-convert lightgcn or synthetic-link)")
+        if not 1 <= int(self.layers) <= MAX_LAYERS:
+            raise ValueError(f"layers must be 1..{MAX_LAYERS}, got {self.layers}")
+        if self.fanouts is not None:
+            if isinstance(self.fanouts, str):
+                self.fanouts = [p for p in self.fanouts.replace(" ", "").split(",") if p]
+            try:
+                self.fanouts = [int(f) for f in self.fanouts]
+            except (TypeError, ValueError):
+                raise ValueError(f"fanouts must be comma-separated integers, got {self.fanouts!r}") from None
+            if len(self.fanouts) != int(self.layers) or any(f == 0 or f < -1 for f in self.fanouts):
+                raise ValueError(f"fanouts must be {self.layers} values (one per layer), each "
+                                 f"positive or -1 (all neighbours); got {self.fanouts}")
+        for name in ("layers", "dim", "batch_size", "num_neg", "superbatch", "eval_every", "topk",
+                     "eval_batch_size", "max_scores"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if int(self.epochs) < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if not self.lr > 0 or self.reg < 0 or not self.init_std > 0:
+            raise ValueError(f"lr and init_std must be positive and reg >= 0; got lr={self.lr}, "
+                             f"init_std={self.init_std}, reg={self.reg}")
+        if self.optimizer not in ROW_OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(ROW_OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.embeddings_on not in TABLE_TIERS:
+            raise ValueError(f"embeddings_on must be one of {TABLE_TIERS}, got {self.embeddings_on!r}")
+        if self.embeddings_on == "pmem" and not self.pmem:
+            raise ValueError("embeddings_on = pmem needs --pmem PATH:SIZE")
+        if self.cache not in POLICIES:
+            raise ValueError(f"cache must be one of {POLICIES}, got {self.cache!r}")
+        self.cache_rows(1, 1)
+        return self
+
+    def cache_rows(self, num_rows: int, row_bytes: int) -> int:
+        """cache_size as rows of a table of num_rows rows of row_bytes each (at most all)."""
+        s = str(self.cache_size).strip()
+        try:
+            if s.endswith("%"):
+                rows = int(num_rows * float(s[:-1]) / 100)
+            elif s.isdigit():
+                rows = int(s)
+            else:
+                rows = parse_size(s) // max(row_bytes, 1)
+        except ValueError:
+            raise ValueError(f"cache_size {self.cache_size!r}: expected rows, a share (25%) or "
+                             f"bytes (64MiB)") from None
+        return max(0, min(num_rows, rows))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_link_config(path: str | Path) -> dict:
+    """Settings from a .yaml/.yml/.toml/.json file, checked against LinkConfig's fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text) or {}
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot parse ({e})") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of settings, found {type(data).__name__}")
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    known = {f.name for f in fields(LinkConfig)}
+    unknown = sorted(set(data) - known - {"task"})
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    data.pop("task", None)
+    return data
+
+
+def make_link_config(file: str | Path | None = None, **overrides) -> LinkConfig:
+    """LinkConfig from defaults < config file < overrides (None values do not override)."""
+    data = read_link_config(file) if file else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return LinkConfig(**data).validate()
