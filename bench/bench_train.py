@@ -9,6 +9,7 @@ with a cold page cache (echo 1 > /proc/sys/vm/drop_caches):
            DRAM budget is the limit minus --overhead for Python, torch and activations)
   mmap     (b) tiered's sampler and pipeline, features gathered from np.memmap, no cache:
            isolates the storage engine's share
+  mmap-random  (b) with madvise(MADV_RANDOM): no readahead, one page per missing row
   pyg      (a) Ginex's "PyG+": torch_geometric NeighborLoader over data.x = np.memmap,
            PyG's GraphSAGE; runs in the venv of bench/setup_pyg.sh (/work/bigdata/pygvenv)
   cache25  tiered with a 25% DRAM cache (limit raised to fit it)
@@ -57,6 +58,8 @@ def _result(batches: int, total: int, seconds: float, losses: list[float], extra
 
 def worker_tiered(args) -> dict:
     """tiered, mmap, cache25 and dram: tiered's loader, the same loop and model."""
+    import mmap
+
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -77,20 +80,23 @@ def worker_tiered(args) -> dict:
     elif mode == "cache25":
         kw.update(features_on="ssd", cache="belady", cache_size="25%",
                   dram_budget=args.engine_budget)
-    elif mode == "mmap":
+    elif mode.startswith("mmap"):
         kw.update(features_on="ssd", cache="none", dram_budget=args.engine_budget)
     else:
         kw.update(features_on="dram", dram_budget=args.engine_budget)
     t0 = time.perf_counter()
     loader = NodeLoader(make_config(**kw))
-    if mode == "mmap":
+    if mode.startswith("mmap"):
         class MmapTier(Tier):
             """Rows gathered from np.memmap of the chunk files: page faults, no cache."""
 
-            def __init__(self, layout):
+            def __init__(self, layout, random: bool):
                 super().__init__("mmap:features", layout.num_rows, layout.row_shape, layout.dtype)
                 self.maps = layout.memmap_chunks()
                 self.chunk_rows = layout.chunk_rows
+                if random:                  # no readahead: one page per missing row
+                    for m in self.maps:
+                        m._mmap.madvise(mmap.MADV_RANDOM)
 
             @property
             def hints(self):
@@ -110,38 +116,47 @@ def worker_tiered(args) -> dict:
                 raise PermissionError("read-only")
 
         loader.policy = make_policy("none", 0, loader.num_nodes)
-        loader.executor = Executor(MmapTier(loader.ds.layout("features")), 0, loader.labels,
+        tier = MmapTier(loader.ds.layout("features"), random=mode == "mmap-random")
+        loader.executor = Executor(tier, 0, loader.labels,
                                    indptr=loader.indptr, prefetch=1)
     setup = time.perf_counter() - t0
     model = GraphSAGE(loader.ds.feature_dim, args.hidden, loader.ds.num_classes,
                       len(args.fanouts), dropout=0.5)
     opt = torch.optim.Adam(model.parameters(), lr=0.003)
     total = loader.num_batches()
-    losses, compute, idle, done = [], 0.0, 0.0, 0
-    t_start = t_wait = time.perf_counter()
-    it = loader.epoch(0)
-    for batch in it:
-        t1 = time.perf_counter()
-        idle += t1 - t_wait
-        opt.zero_grad()
-        loss = F.cross_entropy(model(batch.x, batch.blocks), batch.y.long())
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
-        done += 1
-        t_wait = time.perf_counter()
-        compute += t_wait - t1
-        if t_wait - t_start > args.time_cap:
-            break
-    it.close()
-    seconds = time.perf_counter() - t_start
-    st = loader.executor.stats.as_dict(loader.executor.level_names)
-    st["seconds"].update(compute=compute, idle=idle)
-    extra = {"setup_seconds": setup, "hit_rate": st["hit_rate"], "bytes_read": st["bytes_read"],
-             "rows": st["rows"], "split": st["seconds"], "tiers": st["tiers"],
-             "placement": loader.placement.describe()}
+    epochs = []
+    for e in range(args.epochs if not mode.startswith("mmap") else 1):
+        loader.executor.reset_stats()
+        losses, compute, idle, done = [], 0.0, 0.0, 0
+        t_start = t_wait = time.perf_counter()
+        it = loader.epoch(e)
+        for batch in it:
+            t1 = time.perf_counter()
+            idle += t1 - t_wait
+            opt.zero_grad()
+            loss = F.cross_entropy(model(batch.x, batch.blocks), batch.y.long())
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+            done += 1
+            t_wait = time.perf_counter()
+            compute += t_wait - t1
+            if t_wait - t_start > args.time_cap:
+                break
+        it.close()
+        seconds = time.perf_counter() - t_start
+        st = loader.executor.stats.as_dict(loader.executor.level_names)
+        st["seconds"].update(compute=compute, idle=idle)
+        epochs.append(_result(done, total, seconds, losses, {
+            "hit_rate": st["hit_rate"], "bytes_read": st["bytes_read"], "rows": st["rows"],
+            "split": st["seconds"], "tiers": st["tiers"]}))
     loader.close()
-    return _result(done, total, seconds, losses, extra)
+    out = dict(epochs[0])
+    out.update(setup_seconds=setup, placement=loader.placement.describe(), epochs=epochs)
+    if len(epochs) > 1:
+        out.update(warm_epoch_seconds=epochs[-1]["epoch_seconds"],
+                   warm_hit_rate=epochs[-1]["hit_rate"], warm_split=epochs[-1]["split"])
+    return out
 
 
 def worker_pyg(args) -> dict:
@@ -214,7 +229,8 @@ def run_mode(mode: str, args, limit: int | None) -> dict:
     cmd = [python, str(Path(__file__).resolve()), "--worker", mode, "--data", args.data,
            "--fanouts", ",".join(map(str, args.fanouts)), "--batch-size", str(args.batch_size),
            "--hidden", str(args.hidden), "--superbatch", str(args.superbatch),
-           "--time-cap", str(args.time_cap), "--engine-budget", str(args.engine_budget_for(mode))]
+           "--time-cap", str(args.time_cap), "--epochs", str(args.epochs),
+           "--engine-budget", str(args.engine_budget_for(mode))]
     env = dict(os.environ, PYTHONPATH=str(REPO))
 
     def enter_cgroup():
@@ -251,6 +267,8 @@ def parse_args(argv=None):
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--superbatch", type=int, default=16)
     ap.add_argument("--time-cap", type=float, default=900.0)
+    ap.add_argument("--epochs", type=int, default=2,
+                    help="epochs of the tiered modes: the first starts with an empty cache")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--engine-budget", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -270,7 +288,7 @@ def main() -> None:
     feat_bytes = meta["num_nodes"] * meta["feature_dim"] * (2 if meta["feature_dtype"] == "float16" else 4)
     limit = parse_size(args.budget) if args.budget else feat_bytes // 4
     overhead = parse_size(args.overhead)
-    limits = {"tiered": limit, "mmap": limit, "pyg": limit,
+    limits = {"tiered": limit, "mmap": limit, "mmap-random": limit, "pyg": limit,
               "cache25": limit + feat_bytes // 4, "dram": None}
     args.engine_budget_for = lambda m: (limits[m] or (feat_bytes + 8 * GiB)) - overhead
     print(f"{args.data}: {meta['num_nodes']:,} nodes, {meta['num_edges']:,} edges, features "
@@ -286,32 +304,41 @@ def main() -> None:
             continue
         r = run_mode(mode, args, limits[mode])
         rows.append(r)
-        print(json.dumps({k: v for k, v in r.items() if k not in ("tiers",)}), flush=True)
+        print(json.dumps({k: v for k, v in r.items() if k not in ("tiers", "epochs")}), flush=True)
     base = {r["mode"]: r.get("epoch_seconds") for r in rows}
     for r in rows:
         t = r.get("epoch_seconds")
         r["epoch"] = "-" if t is None else f"{t:.1f}{'*' if r.get('extrapolated') else ''}"
         r["vs_tiered"] = "-" if t is None or not base.get("tiered") else f"{t / base['tiered']:.2f}x"
+        w = r.get("warm_epoch_seconds")
+        r["warm"] = "-" if w is None else f"{w:.1f}"
+        r["warm_hit"] = f"{r['warm_hit_rate']:.3f}" if "warm_hit_rate" in r else "-"
         r["limit_h"] = format_size(r["limit"]) if r["limit"] else "none"
         r["peak_h"] = format_size(r.get("cgroup_max_usage") or r.get("peak_rss") or 0)
         r["hit"] = f"{r['hit_rate']:.3f}" if "hit_rate" in r else "-"
         r["read_h"] = format_size(r["bytes_read"]) if "bytes_read" in r else "-"
     print()
     print_table(rows, [("mode", "mode", ""), ("limit_h", "limit", ""), ("batches", "batches", ""),
-                       ("epoch", "epoch s", ""), ("vs_tiered", "vs tiered", ""),
-                       ("hit", "hit rate", ""), ("read_h", "read", ""), ("peak_h", "peak mem", "")])
-    print("(* extrapolated from the batches done within --time-cap)")
+                       ("epoch", "epoch 1 s", ""), ("vs_tiered", "vs tiered", ""),
+                       ("hit", "hit rate", ""), ("read_h", "read", ""), ("warm", "last epoch s", ""),
+                       ("warm_hit", "its hit rate", ""), ("peak_h", "peak mem", "")])
+    print("(* extrapolated from the batches done within --time-cap; epoch 1 starts with cold page "
+          "cache and empty DRAM cache; 'last epoch' continues with the cache it left)")
     for r in rows:
-        if "split" in r:
-            print(f"{r['mode']:8} time split (s): " +
-                  ", ".join(f"{k} {v:.1f}" for k, v in r["split"].items()))
+        for key, what in (("split", "epoch 1"), ("warm_split", "last epoch")):
+            if key in r:
+                print(f"{r['mode']:8} {what} time split (s): " +
+                      ", ".join(f"{k} {v:.1f}" for k, v in r[key].items()))
         if "error" in r:
             print(f"{r['mode']:8} failed: {r['error']}")
-    for m in ("mmap", "pyg"):
+    for m in ("mmap", "mmap-random", "pyg"):
         if base.get(m) and base.get("tiered"):
             print(f"speedup of tiered over {m}: {base[m] / base['tiered']:.2f}x (goal >= 3)")
+    warm = {r["mode"]: r.get("warm_epoch_seconds") for r in rows}
     if base.get("cache25") and base.get("dram"):
-        print(f"25% cache vs all in DRAM: {base['cache25'] / base['dram']:.2f}x (goal <= 1.3)")
+        print(f"25% cache vs all in DRAM, first epoch: {base['cache25'] / base['dram']:.2f}x"
+              + (f", last epoch: {warm['cache25'] / warm['dram']:.2f}x"
+                 if warm.get("cache25") and warm.get("dram") else "") + " (goal <= 1.3)")
     write_json("bench_train", {"machine": machine(), "args": {k: v for k, v in vars(args).items()
                                                               if k != "engine_budget_for"},
                                "features_bytes": feat_bytes, "limit": limit, "results": rows})

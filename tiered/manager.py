@@ -258,9 +258,10 @@ class TierManager:
     def plan(self) -> Placement:
         """Decide the placement (no I/O but a stat of the pool file); PlacementError if it
         cannot fit."""
-        if self._placement is None:
-            self._placement = self._decide()
-        return self._placement
+        with self._lock:
+            if self._placement is None:
+                self._placement = self._decide()
+            return self._placement
 
     @property
     def cache_rows(self) -> dict[str, int]:
@@ -310,7 +311,7 @@ class TierManager:
             tiers[name] = tier
 
         features = self.specs.get("features")
-        fixed = self._claim_fixed_caches(led, features, tiers)
+        fixed = self._claim_fixed_caches(led, features)
 
         unplaced = []
         auto = sorted((s for s in self.specs.values() if s.name not in tiers),
@@ -333,8 +334,7 @@ class TierManager:
                          ssd=led.holders["ssd"], dram_budget=self.dram_budget,
                          pmem_capacity=capacity, notes=tuple(notes))
 
-    def _claim_fixed_caches(self, led: _Ledger, features: ArraySpec | None,
-                            tiers: dict[str, str]) -> dict[str, int]:
+    def _claim_fixed_caches(self, led: _Ledger, features: ArraySpec | None) -> dict[str, int]:
         """Rows of the caches whose size the user fixed, claimed before automatic placement."""
         fixed = {}
         for level, want in (("pmem", self.pmem_cache), ("dram", self.dram_cache)):
@@ -601,8 +601,8 @@ class TierManager:
             peak, now = format_size(u[tier]["peak"]), format_size(u[tier]["used"])
             lines.append(f"{tier:5} {peak:>10} {now:>10} {format_size(b) if b else '-':>10}")
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        lines.append(f"process peak RSS {format_size(rss)} "
-                     "(includes Python, torch and page tables)")
+        lines.append(f"process peak RSS {format_size(rss)} (includes Python, torch, and "
+                     "mapped file pages such as an emulated pool's)")
         lines.extend(self._open_notes)
         return "\n".join(lines)
 

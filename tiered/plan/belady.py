@@ -28,6 +28,8 @@ import numpy as np
 from .plan import CacheState, Plan, finish
 from .policy import CachePolicy
 
+_LOW32 = np.int64(0xFFFFFFFF)
+
 
 @numba.njit(nogil=True, cache=True)
 def _next_uses(ids, bp, st_node, scratch, g0, nxt, nbat, st_first, st_bat):
@@ -107,9 +109,8 @@ def _belady(ids, bp, nxt, nbat, st_node, st_level, st_slot, st_first, st_bat, cu
     ins = np.zeros(B + 1, np.int64)
     cut = np.zeros((K, B + 1), np.int64)
     occ = np.zeros(K, np.int64)
-    q_tgt = np.empty(A + R, np.int32)       # the access that ends the interval
-    q_node = np.empty(A + R, np.int32)
-    q_slot = np.empty(A + R, np.int32)      # slot in its level; -1: opened by the current batch
+    q_tn = np.empty(A + R, np.int64)        # (access that ends the interval << 32) | node
+    q_slot = np.empty(A + R, np.int32)      # slot in its level, once it has one
     # ---- carried rows, free slots per level ------------------------------------------
     fbase = np.zeros(K + 1, np.int64)
     for k in range(K):
@@ -124,8 +125,7 @@ def _belady(ids, bp, nxt, nbat, st_node, st_level, st_slot, st_first, st_bat, cu
         e = st_bat[r]
         q = base[e] + ins[e]
         ins[e] += 1
-        q_tgt[q] = st_first[r]
-        q_node[q] = st_node[r]
+        q_tn[q] = (np.int64(st_first[r]) << 32) | st_node[r]
         q_slot[q] = st_slot[r]
         for k in range(lv):
             cut[k, e] += 1
@@ -145,6 +145,7 @@ def _belady(ids, bp, nxt, nbat, st_node, st_level, st_slot, st_first, st_bat, cu
         maxb = max(maxb, bp[t + 1] - bp[t])
     newq = np.empty(maxb, np.int64)
     stamp = np.full(B + 1, -1, np.int64)
+    opened = np.zeros(B + 1, np.int64)      # rank of the first interval opened in this step
     touched = np.empty(B + 1, np.int64)
     snap = np.empty((K, B + 1), np.int64)
     mv_q = np.empty(mv_node.shape[0], np.int64)
@@ -160,7 +161,7 @@ def _belady(ids, bp, nxt, nbat, st_node, st_level, st_slot, st_first, st_bat, cu
         for rho in range(cut[K - 1, t], ins[t]):
             q = base[t] + rho
             lv = _level(rho, cut, t, K)
-            i = q_tgt[q]
+            i = q_tn[q] >> 32
             acc_level[i] = lv
             row_loc[i] = q_slot[q]
             for k in range(lv, K):
@@ -169,13 +170,13 @@ def _belady(ids, bp, nxt, nbat, st_node, st_level, st_slot, st_first, st_bat, cu
             cut[k, t] = ins[t]
         # (2) every access opens an interval to its next use
         emax = t + 1
+        for e in range(t + 1, B + 1):
+            opened[e] = ins[e]
         for i in range(a, z):
             e = nbat[i]
             q = base[e] + ins[e]
             ins[e] += 1
-            q_tgt[q] = nxt[i]
-            q_node[q] = ids[i]
-            q_slot[q] = -1
+            q_tn[q] = (np.int64(nxt[i]) << 32) | ids[i]
             newq[i - a] = q
             emax = max(emax, e)
         # (3) each level evicts the farthest next use, oldest first
@@ -204,11 +205,9 @@ def _belady(ids, bp, nxt, nbat, st_node, st_level, st_slot, st_first, st_bat, cu
             for k in range(K - 1):
                 if cut[k, e] < cut[k + 1, e]:
                     return 0, 0, 0, 2
-            for rho in range(snap[K - 1, w], cut[0, e]):
-                q = base[e] + rho
+            for rho in range(snap[K - 1, w], min(cut[0, e], opened[e])):
+                q = base[e] + rho                # (intervals opened by this batch: see 4b)
                 s = q_slot[q]
-                if s < 0:
-                    continue                     # opened by this batch: handled in (4b)
                 lo_old = K
                 for k in range(K):
                     if rho >= snap[k, w]:
@@ -220,14 +219,14 @@ def _belady(ids, bp, nxt, nbat, st_node, st_level, st_slot, st_first, st_bat, cu
                 free[fbase[lo_old] + ftop[lo_old]] = s
                 ftop[lo_old] += 1
                 if lo_new < K:
-                    mv_node[nm] = q_node[q]
+                    mv_node[nm] = q_tn[q] & _LOW32
                     mv_level[nm] = lo_new
                     mv_src_level[nm] = lo_old
                     mv_src[nm] = s
                     mv_q[nm] = q
                     nm += 1
                 else:
-                    ev_node[ne] = q_node[q]
+                    ev_node[ne] = q_tn[q] & _LOW32
                     ev_level[ne] = lo_old
                     ev_slot[ne] = s
                     ne += 1
@@ -272,7 +271,7 @@ def _belady(ids, bp, nxt, nbat, st_node, st_level, st_slot, st_first, st_bat, cu
     n_out = ins[B] - lo
     for j in range(n_out):
         q = base[B] + lo + j
-        out_node[j] = q_node[q]
+        out_node[j] = q_tn[q] & _LOW32
         out_level[j] = _level(lo + j, cut, B, K)
         out_slot[j] = q_slot[q]
     return nm, ne, n_out, 0

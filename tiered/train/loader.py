@@ -119,22 +119,31 @@ class NodeLoader:
 
     # ---- placement ---------------------------------------------------------------------
     def _probe_batch_rows(self) -> int:
-        """Largest n_id of two sampled training batches (x 1.25): what buffers must hold."""
+        """Largest n_id of two sampled training (and evaluation) batches, x 1.25: what the
+        buffers must hold."""
         indptr = self.ds.load("indptr")
         lay = self.ds.layout("indices")
         indices = lay.read_all() if lay.nbytes <= (256 << 20) else None
         if indices is None:
             from ..tiers.ssd import SSDTier
             indices = SSDTier(lay)
+        cfg = self.cfg
+        rng = np.random.default_rng(cfg.seed)
+        probes = [("train", cfg.fanouts, cfg.batch_size)]
+        if "val" in self.ds.splits:
+            probes.append(("val", cfg.eval_fanouts or cfg.fanouts, cfg.eval_batch_size or
+                           cfg.batch_size))
+        most = 0
         try:
-            train = self.ds.split("train")
-            rng = np.random.default_rng(self.cfg.seed)
-            seeds = [rng.permutation(train)[: self.cfg.batch_size] for _ in range(2)]
-            sb = NeighborSampler(indptr, indices, self.cfg.fanouts).sample(seeds, [-1, -2])
+            for split, fanouts, bs in probes:
+                ids = self.ds.split(split)
+                seeds = [rng.permutation(ids)[:bs] for _ in range(2)]
+                sb = NeighborSampler(indptr, indices, fanouts).sample(seeds, [-1, -2])
+                most = max(most, int(np.diff(sb.node_ptr).max()))
         finally:
             if not isinstance(indices, np.ndarray):
                 indices.close()
-        return min(self.num_nodes, int(np.diff(sb.node_ptr).max() * 1.25) + 1)
+        return min(self.num_nodes, int(most * 1.25) + 1)
 
     def _manager(self) -> TierManager:
         """Ask the TierManager for a placement with this run's batch buffers reserved."""
