@@ -108,7 +108,7 @@ def _expect(layout: ArrayLayout, shape: tuple, dtype=None, kind: str | None = No
 def _check_indptr(layout: ArrayLayout, num_edges: int) -> None:
     path = layout.directory
     prev = None
-    for i, m in enumerate(layout.memmap_chunks()):
+    for i, m in enumerate(layout.iter_chunks()):
         for s in range(0, len(m), _SCAN_ROWS):
             block = np.asarray(m[s:s + _SCAN_ROWS])
             if prev is None and block.size and block[0] != 0:
@@ -183,7 +183,7 @@ def open_dataset(path: str | os.PathLike) -> Dataset:
 
 def _scan(layout: ArrayLayout):
     """Yield (first_row, block) over an array without loading it whole."""
-    for i, m in enumerate(layout.memmap_chunks()):
+    for i, m in enumerate(layout.iter_chunks()):
         for s in range(0, len(m), _SCAN_ROWS):
             yield i * layout.chunk_rows + s, np.asarray(m[s:s + _SCAN_ROWS])
 

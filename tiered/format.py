@@ -74,11 +74,13 @@ class ArrayLayout:
 
     def memmap_chunks(self, mode: str = "r") -> list[np.memmap]:
         """One memmap per chunk file, each trimmed to the array's real rows."""
-        maps = []
+        return list(self.iter_chunks(mode))
+
+    def iter_chunks(self, mode: str = "r"):
+        """Memmaps of the chunk files one at a time, so a scan keeps one chunk mapped."""
         for i, p in enumerate(self.chunk_paths()):
             rows = min(self.chunk_rows, self.num_rows - i * self.chunk_rows)
-            maps.append(np.memmap(p, dtype=self.dtype, mode=mode, shape=(rows,) + self.row_shape))
-        return maps
+            yield np.memmap(p, dtype=self.dtype, mode=mode, shape=(rows,) + self.row_shape)
 
     def read_all(self) -> np.ndarray:
         """The whole array in DRAM (for small arrays and tests)."""
