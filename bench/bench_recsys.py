@@ -5,8 +5,9 @@ A synthetic user-item graph (tiered-convert synthetic-link, R-MAT with planted
 groups) whose learnable table (embeddings + SparseAdam state, 3 x dim float32
 per row) is at least 4x the DRAM budget given to the table's cache. Each
 configuration trains one epoch of BPR (LightGCN, sampled fanouts) from the same
-seed; the epoch time, the table's cache hit rate and its bytes read from and
-written to the SSD are measured in the run. Belady and LRU plan the same
+seed; the epoch time, the share of the table one batch touches, the table's
+cache hit rate and its bytes read from and written to the SSD are measured in
+the run. Belady and LRU plan the same
 batches (the sampled batches depend only on the seed), so their rows loaded
 compare directly. Prints tables and writes bench/out/recsys.json.
 
@@ -29,7 +30,7 @@ from tiered.recsys import LinkTrainer, make_link_config  # noqa: E402
 from tiered.units import format_size, parse_size  # noqa: E402
 
 COLUMNS = [("config", "config", "s"), ("layers", "layers", "d"), ("epoch_s", "epoch s", ".1f"),
-           ("batches", "batches", "d"), ("hit_rate", "hit rate", ".3f"),
+           ("batches", "batches", "d"), ("share", "rows/batch", ".3f"), ("hit_rate", "hit rate", ".3f"),
            ("loads", "rows read", ",d"), ("writebacks", "rows written", ",d"),
            ("read_MB", "MB read", ".0f"), ("write_MB", "MB written", ".0f"),
            ("read_s", "read s", ".1f"), ("write_s", "write s", ".1f"), ("loss", "loss", ".4f")]
@@ -70,7 +71,8 @@ def one_epoch(path: Path, args, label: str, layers: int, on: str, cache: str) ->
                "write_MB": st["bytes_written"] / 1e6, "read_s": st["read_seconds"],
                "write_s": st["write_seconds"], "loss": r["loss"], "split": r["split"],
                "cache_rows": t.table.capacity, "table_bytes": table_bytes,
-               "rows_per_batch": st["rows"] / max(st["batches"], 1)}
+               "rows_per_batch": st["rows"] / max(st["batches"], 1),
+               "share": st["rows"] / max(st["batches"], 1) / t.num_nodes}
     print(f"  {label:14s} layers {layers}: {row['epoch_s']:.1f} s, hit {row['hit_rate']:.3f}, "
           f"{row['read_MB']:.0f} MB read, {row['write_MB']:.0f} MB written", flush=True)
     return row

@@ -105,7 +105,7 @@ def test_uniform_choice_on_a_star(fanout):
     deg = 50
     indptr = np.array([0, deg] + [deg] * deg, np.int64)       # node 0 has in-neighbours 1..50
     indices = np.arange(1, deg + 1, dtype=np.int32)
-    sampler = NeighborSampler(indptr, indices, [fanout], seed=11)
+    sampler = NeighborSampler(indptr, indices, [fanout], seed=11, chunk_batches=4000)
     trials = 4000
     sb = sampler.sample([np.array([0])] * trials, range(trials))
     counts = np.bincount(sb.node_ids[sb.node_ids > 0], minlength=deg + 1)[1:]

@@ -29,6 +29,7 @@ from .plan import CacheState, Plan, finish
 from .policy import CachePolicy
 
 _LOW32 = np.int64(0xFFFFFFFF)
+_SHIFT = 12          # accesses per entry of the access -> batch table
 
 
 @numba.njit(nogil=True, cache=True)
@@ -41,6 +42,7 @@ def _next_uses(ids, bp, st_node, scratch, g0, nxt, nbat, st_first, st_bat):
     Returns the index of a row repeated within its batch, or -1.
     """
     B = bp.shape[0] - 1
+    tbl = _batch_table(bp)
     dup = -1
     for t in range(B - 1, -1, -1):
         a = bp[t]
@@ -55,27 +57,34 @@ def _next_uses(ids, bp, st_node, scratch, g0, nxt, nbat, st_first, st_bat):
                 if j < z:
                     dup = i
                 nxt[i] = j
-                nbat[i] = _batch_of(j, bp)
+                nbat[i] = _batch_of(j, bp, tbl)
             scratch[x] = g0 + i
     for r in range(st_node.shape[0]):
         j = scratch[st_node[r]] - g0
         st_first[r] = j if j >= 0 else -1
-        st_bat[r] = _batch_of(j, bp) if j >= 0 else B
+        st_bat[r] = _batch_of(j, bp, tbl) if j >= 0 else B
     return dup
 
 
+@numba.njit(nogil=True, cache=True)
+def _batch_table(bp):
+    """tbl[j >> _SHIFT] = the batch holding access (j >> _SHIFT) << _SHIFT."""
+    tbl = np.empty((bp[-1] >> _SHIFT) + 1, np.int32)
+    b = 0
+    for k in range(tbl.shape[0]):
+        while bp[b + 1] <= (k << _SHIFT) and b < bp.shape[0] - 2:
+            b += 1
+        tbl[k] = b
+    return tbl
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
-def _batch_of(j, bp):
-    """Batch holding access j: binary search over the (few hundred) batch offsets."""
-    lo = 0
-    hi = bp.shape[0] - 2
-    while lo < hi:
-        mid = (lo + hi + 1) >> 1
-        if bp[mid] <= j:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+def _batch_of(j, bp, tbl):
+    """Batch holding access j: a table lookup, then rarely a step (batches are long)."""
+    b = tbl[j >> _SHIFT]
+    while bp[b + 1] <= j:
+        b += 1
+    return b
 
 
 @numba.njit(nogil=True, cache=True, inline="always")

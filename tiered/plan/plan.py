@@ -169,55 +169,66 @@ def _count_loads(bp, acc_level, counts):
 
 
 @numba.njit(nogil=True, cache=True)
-def _sorted_positions(ids, a, pos, id_bits, row_bits):
+def _sorted_positions(ids, a, pos, id_bits):
     """Order the batch rows `pos` (offsets from a) by node id.
 
     A sampled batch's rows are a few sorted runs (seeds, then each hop's new
-    nodes), so its loads are merged from their runs in one pass; anything with
-    more than _MAX_RUNS runs is radix sorted.
+    nodes), so its loads are merged pairwise from their runs (a pass or two);
+    anything with more than _MAX_RUNS runs is radix sorted.
     """
     n = pos.shape[0]
+    packed = np.empty(n, np.int64)
     starts = np.empty(_MAX_RUNS + 1, np.int64)
     r = 0
     for j in range(n):
-        if j == 0 or ids[a + pos[j]] < ids[a + pos[j - 1]]:
+        packed[j] = (np.int64(ids[a + pos[j]]) << 32) | pos[j]
+        if r >= 0 and (j == 0 or packed[j] < packed[j - 1]):
             if r == _MAX_RUNS:
                 r = -1
-                break
-            starts[r] = j
-            r += 1
-    if r == 1 or n == 0:
-        return pos
-    if r > 0:
+            else:
+                starts[r] = j
+                r += 1
+    tmp = np.empty(n, np.int64)
+    if r < 0:
+        packed = radix_sort(packed, tmp, 32, 32 + id_bits)
+    else:
         starts[r] = n
-        heads = starts[:r].copy()
-        out = np.empty(n, np.int32)
-        for o in range(n):
-            best = -1
-            bv = 0
-            for q in range(r):
-                if heads[q] < starts[q + 1]:
-                    v = ids[a + pos[heads[q]]]
-                    if best < 0 or v < bv:
-                        best = q
-                        bv = v
-            out[o] = pos[heads[best]]
-            heads[best] += 1
-        return out
-    packed = np.empty(n, np.int64)
-    for j in range(n):
-        packed[j] = (np.int64(ids[a + pos[j]]) << row_bits) | pos[j]
-    srt = radix_sort(packed, np.empty(n, np.int64), row_bits, row_bits + id_bits)
+        while r > 1:                                  # merge neighbouring runs pairwise
+            w = 0
+            for q in range(0, r, 2):
+                lo = starts[q]
+                if q + 1 == r:
+                    tmp[lo:n] = packed[lo:n]
+                    starts[w] = lo
+                    w += 1
+                    break
+                mid = starts[q + 1]
+                hi = starts[q + 2]
+                i, j, o = lo, mid, lo
+                while i < mid and j < hi:
+                    x = packed[i]
+                    y = packed[j]
+                    take = y < x
+                    tmp[o] = y if take else x
+                    j += take
+                    i += 1 - take
+                    o += 1
+                tmp[o:o + mid - i] = packed[i:mid]
+                o += mid - i
+                tmp[o:o + hi - j] = packed[j:hi]
+                starts[w] = lo
+                w += 1
+            starts[w] = n
+            r = w
+            packed, tmp = tmp, packed
     out = np.empty(n, np.int32)
-    rmask = (np.int64(1) << row_bits) - 1
     for j in range(n):
-        out[j] = srt[j] & rmask
+        out[j] = packed[j] & 0xFFFFFFFF
     return out
 
 
 @numba.njit(nogil=True, parallel=True, cache=True)
-def _fill_loads(ids, bp, acc_level, row_loc, lp, id_bits, row_bits, load_ids, load_level,
-                load_slot, K):
+def _fill_loads(ids, bp, acc_level, row_loc, lp, id_bits, load_ids, load_level, load_slot, K):
     """Each batch's rows read outside level 0, sorted by (level, id), become its loads;
     row_loc points at them."""
     for b in numba.prange(bp.shape[0] - 1):
@@ -237,7 +248,7 @@ def _fill_loads(ids, bp, acc_level, row_loc, lp, id_bits, row_bits, load_ids, lo
         for lv in range(1, K + 1):
             g0 = cnt[lv] - cnt[1]
             g1 = cnt[lv + 1] - cnt[1]
-            order = _sorted_positions(ids, a, grouped[g0:g1], id_bits, row_bits)
+            order = _sorted_positions(ids, a, grouped[g0:g1], id_bits)
             for j in range(g1 - g0):
                 i = a + order[j]
                 o = lp[b] + g0 + j
@@ -262,12 +273,10 @@ def finish(policy: str, capacities, ids: np.ndarray, bp: np.ndarray, num_nodes: 
     lp = np.zeros(len(bp), np.int64)
     np.cumsum(counts, out=lp[1:])
     id_bits = max(1, bit_length(max(num_nodes - 1, 1)))
-    row_bits = max(1, bit_length(int(np.max(np.diff(bp), initial=1))))
     n = int(lp[-1])
     load_ids = np.empty(n, np.int32)
     load_level = np.empty(n, np.int8)
     load_slot = np.empty(n, np.int32)
-    _fill_loads(ids, bp, acc_level, row_loc, lp, id_bits, row_bits, load_ids, load_level,
-                load_slot, K)
+    _fill_loads(ids, bp, acc_level, row_loc, lp, id_bits, load_ids, load_level, load_slot, K)
     return Plan(policy, np.asarray(capacities, np.int64), bp, ids, row_loc, lp, load_ids,
                 load_level, load_slot, *moves, *evictions, state_in, state_out)

@@ -1,8 +1,12 @@
 """Settings of a link-prediction run: one dataclass, from a YAML/TOML/JSON file and flags.
 
 Defaults are LightGCN's published Gowalla setting (3 layers, dim 64, BPR with
-one uniform negative, L2 1e-4, Adam); the batch size and learning rate default
-to the ones measured fastest to converge here (docs/recommenders.md).
+one uniform negative, L2 1e-4, Adam) except the batch size and learning rate:
+32768 interactions at lr 0.02 reached recall@20 0.16 on Gowalla in the least
+training time of the sizes measured (docs/recommenders.md). With every
+neighbour sampled, a 3-layer batch touches the whole Gowalla graph whatever its
+size, so a batch costs about the same at 2048 or 32768 interactions and large
+batches with a proportionally larger learning rate win per second.
 """
 from __future__ import annotations
 
@@ -29,9 +33,9 @@ class LinkConfig:
     layers: int = 3
     dim: int = 64
     fanouts: list[int] | None = None    # None: every neighbour at every hop (exact LightGCN)
-    batch_size: int = 8192              # positive interactions per batch
+    batch_size: int = 32768             # positive interactions per batch
     epochs: int = 100
-    lr: float = 0.005
+    lr: float = 0.02
     optimizer: str = "adam"             # row optimizer of the table: adam (SparseAdam) | adagrad
     reg: float = 1e-4                   # L2 on the batch's layer-0 embeddings (LightGCN's decay)
     num_neg: int = 1                    # negative candidates per positive; > 1: hard negatives

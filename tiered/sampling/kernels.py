@@ -2,11 +2,13 @@
 
 A chunk of mini-batches is sampled hop by hop. For hop h:
 
-1. `draw` (parallel over the frontier nodes of every batch): choose min(fanout,
-   degree) distinct positions of each node's in-list, uniformly, from a random
-   stream keyed by (seed, batch key, node); read the neighbour ids directly
-   (indices in DRAM), from the neighbour cache, or mark the positions to fetch
-   through the tier in one sorted, page-coalesced read.
+1. `degrees`, then `draw` (parallel over the frontier nodes of every batch):
+   choose min(fanout, degree) distinct positions of each node's in-list,
+   uniformly, from a random stream keyed by (seed, batch key, node); read the
+   neighbour ids directly (indices in DRAM), from the neighbour cache, or mark
+   the positions to fetch through the tier in one sorted, page-coalesced read.
+   Both kernels prefetch the lines of nodes a few entries ahead: these reads
+   are cache misses the hardware cannot predict.
 2. `expand` (parallel over batches): radix sort the batch's sampled neighbours,
    match them against the batch's nodes (which are sorted runs, one per hop) by
    merging, and give the unmatched ones new local ids in sorted order, so every
@@ -28,8 +30,7 @@ from .rng import below, stream
 
 _LOW32 = np.int64(0xFFFFFFFF)
 _FLOYD_MAX = 32      # up to this fanout, Floyd's algorithm with a linear membership scan
-_AHEAD_PTR = 16      # prefetch distance for indptr[v] (frontier entries ahead)
-_AHEAD_IDX = 8       # and for the first line of v's list (its indptr line is in cache by then)
+_AHEAD = 16          # prefetch distance (frontier entries ahead) for indptr and list lines
 
 
 @numba.njit(nogil=True, cache=True)
@@ -60,18 +61,21 @@ def _choose(state, d, k, out, o):
 
 
 @numba.njit(nogil=True, parallel=True, cache=True)
-def count_draws(frontier, indptr, fanout, out):
-    """out[j] = positions to draw for frontier node j: min(fanout, degree), or the degree."""
-    for j in numba.prange(frontier.shape[0]):
+def degrees(frontier, indptr, start, deg):
+    """start[j], deg[j]: where frontier node j's list begins in `indices`, and its length."""
+    F = frontier.shape[0]
+    for j in numba.prange(F):
+        if j + _AHEAD < F:
+            prefetch(indptr, frontier[j + _AHEAD])
         v = frontier[j]
-        d = indptr[v + 1] - indptr[v]
-        out[j] = d if (fanout < 0 or fanout >= d) else fanout
+        start[j] = indptr[v]
+        deg[j] = indptr[v + 1] - indptr[v]
 
 
 @numba.njit(nogil=True, parallel=True, cache=True)
-def draw(frontier, fbatch, keys, seed, indptr, pos_ptr, direct, nc_bits, nc_rank, nc_ptr,
+def draw(frontier, fbatch, keys, seed, start, deg, pos_ptr, direct, nc_bits, nc_rank, nc_ptr,
          nc_idx, nbr, fetch):
-    """Sample every frontier node's neighbours.
+    """Sample every frontier node's neighbours (pos_ptr[j+1] - pos_ptr[j] of them).
 
     `direct` is the whole `indices` array when it is in DRAM (else empty): the
     ids are read in place. Otherwise ids of cached lists come from the
@@ -81,17 +85,15 @@ def draw(frontier, fbatch, keys, seed, indptr, pos_ptr, direct, nc_bits, nc_rank
     use_direct = direct.shape[0] > 0
     F = frontier.shape[0]
     for j in numba.prange(F):
-        if j + _AHEAD_PTR < F:
-            prefetch(indptr, frontier[j + _AHEAD_PTR])
-        if use_direct and j + _AHEAD_IDX < F:
-            prefetch(direct, indptr[frontier[j + _AHEAD_IDX]])
+        if use_direct and j + _AHEAD < F:
+            prefetch(direct, start[j + _AHEAD])
         o = pos_ptr[j]
         k = pos_ptr[j + 1] - o
         if k == 0:
             continue
         v = frontier[j]
-        start = indptr[v]
-        d = indptr[v + 1] - start
+        s = start[j]
+        d = deg[j]
         if k == d:
             for i in range(k):
                 fetch[o + i] = i
@@ -99,7 +101,7 @@ def draw(frontier, fbatch, keys, seed, indptr, pos_ptr, direct, nc_bits, nc_rank
             _choose(stream(seed, keys[fbatch[j]], v), d, k, fetch, o)
         if use_direct:
             for i in range(o, o + k):
-                nbr[i] = direct[start + fetch[i]]
+                nbr[i] = direct[s + fetch[i]]
                 fetch[i] = -1
         else:
             c = cached_offset(nc_bits, nc_rank, nc_ptr, v)
@@ -109,7 +111,7 @@ def draw(frontier, fbatch, keys, seed, indptr, pos_ptr, direct, nc_bits, nc_rank
                     fetch[i] = -1
             else:
                 for i in range(o, o + k):
-                    fetch[i] += start
+                    fetch[i] += s
 
 
 @numba.njit(nogil=True, parallel=True, cache=True)

@@ -182,12 +182,13 @@ class NeighborSampler:
             frontier = np.empty(int(fptr[-1]), np.int32)
             fbatch = np.empty(int(fptr[-1]), np.int32)
             K.frontier_of(store, sstart, lo, counts, fptr, frontier, fbatch)
-            k = np.empty(len(frontier), np.int64)
-            K.count_draws(frontier, self.indptr, f, k)
-            pos_ptr = _ptr(k)
+            start = np.empty(len(frontier), np.int64)
+            deg = np.empty(len(frontier), np.int64)
+            K.degrees(frontier, self.indptr, start, deg)
+            pos_ptr = _ptr(deg if f < 0 else np.minimum(deg, f))
             nbr = np.empty(int(pos_ptr[-1]), np.int32)
             fetch = np.empty(int(pos_ptr[-1]), np.int64)
-            K.draw(frontier, fbatch, ukeys, np.uint64(self.seed), self.indptr, pos_ptr,
+            K.draw(frontier, fbatch, ukeys, np.uint64(self.seed), start, deg, pos_ptr,
                    self._direct, *nc, nbr, fetch)
             self.drawn_positions += len(nbr)
             if not self._direct.size:
