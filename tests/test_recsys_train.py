@@ -89,8 +89,10 @@ def test_lightgcn_learns_and_hard_negatives_run(links, tmp_path):
 
 def test_sage_encoder_with_sampled_neighbours(links, tmp_path):
     t = _run(links, tmp_path, model="sage", fanouts=[5, 3], epochs=3, optimizer="adagrad",
-             lr=0.05)
+             lr=0.05, lr_decay=0.5)
     assert t.dense_optimizer is not None
+    assert [h.lr for h in t.history] == [0.05, 0.025, 0.0125]
+    assert t.table.optimizer.lr == t.dense_optimizer.param_groups[0]["lr"] == 0.0125
     assert t.history[-1].loss < t.history[0].loss
     assert t.history[-1].recall > 0.02
     t.close()

@@ -25,11 +25,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..sampling.prefetch import prefetch
 from .plan import CacheState, Plan, finish
 from .policy import CachePolicy
 
 _LOW32 = np.int64(0xFFFFFFFF)
 _SHIFT = 12          # accesses per entry of the access -> batch table
+_AHEAD = 16          # prefetch distance into the node-sized scratch
 
 
 @numba.njit(nogil=True, cache=True)
@@ -48,6 +50,8 @@ def _next_uses(ids, bp, st_node, scratch, g0, nxt, nbat, st_first, st_bat):
         a = bp[t]
         z = bp[t + 1]
         for i in range(a, z):
+            if i + _AHEAD < z:
+                prefetch(scratch, ids[i + _AHEAD])
             x = ids[i]
             j = scratch[x] - g0
             if j < 0:

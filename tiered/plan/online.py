@@ -8,10 +8,15 @@ so a slot's plan entry says only who held it before the batch and after.
 """
 from __future__ import annotations
 
+import abc
+
 import numba
 import numpy as np
 
+from ..sampling.prefetch import prefetch
 from .plan import CacheState, Plan, finish
+
+_AHEAD = 16          # prefetch distance into the node -> slot map
 from .policy import CachePolicy
 
 
@@ -86,6 +91,8 @@ def _lru(ids, bp, serial0, C, node2slot, slot_node, newer, older, ends, stamp, i
         a = bp[t]
         nd = 0
         for i in range(a, bp[t + 1]):
+            if i + _AHEAD < bp[t + 1]:
+                prefetch(node2slot, ids[i + _AHEAD])
             x = ids[i]
             s = node2slot[x]
             if s >= 0:
@@ -126,6 +133,8 @@ def _sieve(ids, bp, serial0, C, node2slot, slot_node, newer, older, visited, end
         a = bp[t]
         nd = 0
         for i in range(a, bp[t + 1]):
+            if i + _AHEAD < bp[t + 1]:
+                prefetch(node2slot, ids[i + _AHEAD])
             x = ids[i]
             s = node2slot[x]
             if s >= 0:
@@ -166,6 +175,8 @@ def _static(ids, bp, node2slot, used, acc_level, row_loc, mv_node, mv_slot, mv_s
     for t in range(bp.shape[0] - 1):
         a = bp[t]
         for i in range(a, bp[t + 1]):
+            if i + _AHEAD < bp[t + 1]:
+                prefetch(node2slot, ids[i + _AHEAD])
             x = ids[i]
             s = node2slot[x]
             if s >= 0:
@@ -220,59 +231,68 @@ class _SlotMapPolicy(CachePolicy):
     def nbytes(self) -> int:
         return sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
 
-    def _netted(self, kernel, ids, bp, *queue) -> Plan:
+
+
+class _QueuePolicy(_SlotMapPolicy):
+    """LRU and SIEVE: a queue over the slots (newer/older links), netted per batch."""
+
+    def __init__(self, capacity, num_nodes: int):
+        super().__init__(capacity, num_nodes)
+        self.newer = np.full(self.C, -1, np.int32)
+        self.older = np.full(self.C, -1, np.int32)
+        self._serial = 0                              # batches planned so far
+        self._stamp = np.full(self.C, -1, np.int64)   # last batch that touched each slot
+        self._init = np.empty(self.C, np.int32)       # its occupant before that batch
+        self._adm = np.empty(self.C, np.int32)        # batch row that filled it
+        self._dirty = np.empty(self.C, np.int32)
+
+    @abc.abstractmethod
+    def _queue(self) -> tuple:
+        """The policy's own queue arrays, as its kernel takes them."""
+
+    def _plan(self, ids, bp) -> Plan:
         A, B = len(ids), len(bp) - 1
         state_in = self.state
         moves, evictions = _buffers(A, B, A)
         acc_level = np.empty(A, np.int8)
         row_loc = np.empty(A, np.int32)
-        nm, ne = kernel(ids, bp, self._serial, self.C, self.node2slot, self.slot_node, *queue,
-                        self._stamp, self._init, self._adm, self._dirty, acc_level, row_loc,
-                        *moves[1:], moves[0], *evictions[1:], evictions[0])
+        nm, ne = self._kernel(ids, bp, self._serial, self.C, self.node2slot, self.slot_node,
+                              *self._queue(), self._stamp, self._init, self._adm, self._dirty,
+                              acc_level, row_loc, *moves[1:], moves[0], *evictions[1:],
+                              evictions[0])
         self._serial += B
         m, e = _pack(moves, evictions, nm, ne)
         return finish(self.name, self.capacities, ids, bp, self.num_nodes, acc_level, row_loc,
                       m, e, state_in, self.state)
 
-    def _netting_scratch(self) -> None:
-        self._serial = 0
-        self._stamp = np.full(self.C, -1, np.int64)
-        self._init = np.empty(self.C, np.int32)
-        self._adm = np.empty(self.C, np.int32)
-        self._dirty = np.empty(self.C, np.int32)
 
-
-class LRUPolicy(_SlotMapPolicy):
+class LRUPolicy(_QueuePolicy):
     """Least recently used, one level."""
 
     name = "lru"
+    _kernel = staticmethod(_lru)
 
     def __init__(self, capacity, num_nodes: int):
         super().__init__(capacity, num_nodes)
-        self.newer = np.full(self.C, -1, np.int32)
-        self.older = np.full(self.C, -1, np.int32)
-        self.ends = np.array([-1, -1, 0], np.int64)
-        self._netting_scratch()
+        self.ends = np.array([-1, -1, 0], np.int64)      # head, tail, slots in use
 
-    def _plan(self, ids, bp) -> Plan:
-        return self._netted(_lru, ids, bp, self.newer, self.older, self.ends)
+    def _queue(self) -> tuple:
+        return self.newer, self.older, self.ends
 
 
-class SievePolicy(_SlotMapPolicy):
+class SievePolicy(_QueuePolicy):
     """SIEVE: a FIFO queue with visited bits and a hand that spares visited rows once."""
 
     name = "sieve"
+    _kernel = staticmethod(_sieve)
 
     def __init__(self, capacity, num_nodes: int):
         super().__init__(capacity, num_nodes)
-        self.newer = np.full(self.C, -1, np.int32)
-        self.older = np.full(self.C, -1, np.int32)
         self.visited = np.zeros(self.C, np.uint8)
-        self.ends = np.array([-1, -1, 0, -1], np.int64)
-        self._netting_scratch()
+        self.ends = np.array([-1, -1, 0, -1], np.int64)  # head, tail, slots in use, hand
 
-    def _plan(self, ids, bp) -> Plan:
-        return self._netted(_sieve, ids, bp, self.newer, self.older, self.visited, self.ends)
+    def _queue(self) -> tuple:
+        return self.newer, self.older, self.visited, self.ends
 
 
 class StaticPolicy(_SlotMapPolicy):

@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--batch-size", type=int, help=f"positive interactions per batch [{d.batch_size}]")
     a("--epochs", type=int, help=f"training epochs [{d.epochs}]")
     a("--lr", type=float, help=f"learning rate of the table (and of model weights) [{d.lr}]")
+    a("--lr-decay", type=float, help=f"learning rate of epoch e = lr * lr_decay ** e [{d.lr_decay}]")
     a("--optimizer", choices=sorted(ROW_OPTIMIZERS), help=f"row optimizer of the table [{d.optimizer}]")
     a("--reg", type=float, help=f"L2 weight on the batch's layer-0 embeddings [{d.reg}]")
     a("--num-neg", type=int, help=f"negative candidates per positive; > 1 keeps the hardest "

@@ -36,6 +36,7 @@ class LinkConfig:
     batch_size: int = 32768             # positive interactions per batch
     epochs: int = 100
     lr: float = 0.02
+    lr_decay: float = 1.0               # learning rate of epoch e = lr * lr_decay ** e
     optimizer: str = "adam"             # row optimizer of the table: adam (SparseAdam) | adagrad
     reg: float = 1e-4                   # L2 on the batch's layer-0 embeddings (LightGCN's decay)
     num_neg: int = 1                    # negative candidates per positive; > 1: hard negatives
@@ -80,9 +81,10 @@ class LinkConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if int(self.epochs) < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
-        if not self.lr > 0 or self.reg < 0 or not self.init_std > 0:
-            raise ValueError(f"lr and init_std must be positive and reg >= 0; got lr={self.lr}, "
-                             f"init_std={self.init_std}, reg={self.reg}")
+        if not self.lr > 0 or self.reg < 0 or not self.init_std > 0 or not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr and init_std must be positive, reg >= 0 and lr_decay in (0, 1]; "
+                             f"got lr={self.lr}, init_std={self.init_std}, reg={self.reg}, "
+                             f"lr_decay={self.lr_decay}")
         if self.optimizer not in ROW_OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(ROW_OPTIMIZERS)}, got {self.optimizer!r}")
         if self.embeddings_on not in TABLE_TIERS:

@@ -61,6 +61,7 @@ class LinkEpoch:
     wall_seconds: float             # since fit() started, evaluations included
     recall: float | None
     ndcg: float | None
+    lr: float = 0.0
     table: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
 
@@ -209,6 +210,11 @@ class LinkTrainer:
         """One pass over the train interactions; returns mean losses, time and table traffic."""
         self.model.train()
         self.table.reset_stats()
+        lr = self.cfg.lr * self.cfg.lr_decay ** epoch
+        self.table.optimizer.lr = lr
+        if self.dense_optimizer is not None:
+            for group in self.dense_optimizer.param_groups:
+                group["lr"] = lr
         t0 = time.perf_counter()
         waits = compute = 0.0
         loss_sum = bpr_sum = 0.0
@@ -243,7 +249,7 @@ class LinkTrainer:
         split = {"inspector_wait": waits, "batches": compute, "flush": time.perf_counter() - tf,
                  "table_read": st["read_seconds"], "table_write": st["write_seconds"]}
         return {"loss": loss_sum / max(n, 1), "bpr": bpr_sum / max(n, 1), "seconds": seconds,
-                "table": st, "split": split}
+                "lr": lr, "table": st, "split": split}
 
     # ---- evaluation --------------------------------------------------------------------
     @torch.no_grad()
@@ -292,7 +298,7 @@ class LinkTrainer:
                 m = self.evaluate()
             rec = LinkEpoch(epoch, r["loss"], r["bpr"], r["seconds"], self.train_seconds,
                             time.perf_counter() - t_fit, None if m is None else m.recall,
-                            None if m is None else m.ndcg, r["table"], r["split"])
+                            None if m is None else m.ndcg, r["lr"], r["table"], r["split"])
             self.history.append(rec)
             if cfg.metrics:
                 with open(cfg.metrics, "a") as f:
