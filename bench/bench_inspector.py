@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH_DIR, drop_file_cache, machine, print_table, write_json  # noqa: E402
 
 from tiered.format import read_array_layout, write_array  # noqa: E402
-from tiered.sampling.rng import below, mix64  # noqa: E402
+from tiered.sampling.rng import mix64  # noqa: E402
 
 _INV53 = 1.0 / 9007199254740992.0
 
@@ -98,6 +98,7 @@ def sampling_row(name: str, sampler, batches, key0: int, tier=None) -> dict:
     sampler.sample(batches[:1], [key0 - 1])
     if tier is not None:
         tier.stats.reset()
+        drop_file_cache(tier.layout.chunk_path(0))
     sampler.fetched_positions = sampler.drawn_positions = 0
     dt, sb = time_sampling(sampler, batches, key0)
     row = {"config": name, "batches": len(batches), "seconds": dt,
@@ -110,53 +111,119 @@ def sampling_row(name: str, sampler, batches, key0: int, tier=None) -> dict:
     return row
 
 
-def bench_sampling(graph: Path, indptr, indices, fanouts, batches, ssd_batches, budgets,
-                   threads) -> tuple[list[dict], object]:
-    from tiered.format import read_array_layout
-    from tiered.sampling import (NeighborCache, NeighborSampler, score_degree_ratio,
-                                 score_sampled)
+class _Recorder:
+    """Wraps a tier; remembers the positions of every read call (for the cache simulation)."""
+
+    def __init__(self, inner):
+        from tiered.tiers.base import Tier
+
+        class Rec(Tier):
+            hints = inner.hints
+            calls: list = []
+
+            def _read(self, ids, out):
+                Rec.calls.append(ids.copy())
+                inner.read_rows(ids, out)
+                return out.nbytes
+
+            def _write(self, ids, rows):
+                raise PermissionError("read-only")
+
+        self.tier = Rec("rec", inner.num_rows, inner.row_shape, inner.dtype)
+        self.calls = Rec.calls
+
+
+def cache_choice(indptr, indices, fanouts, test_batches, warm_batches, budgets, chunk) -> list[dict]:
+    """Pages the SSD tier would read with each kind of neighbour cache, same budget, by simulation.
+
+    List caches (Ginex: whole adjacency lists ranked by out/in-degree, or by positions drawn
+    per byte in warm-up batches) against page caches (pages ranked by page reads in warm-up
+    batches, or by the degree estimate). Scores come from warm-up batches, pages are counted
+    on other batches.
+    """
+    from tiered.sampling import NeighborSampler, page_degree_score, page_reads
+    from tiered.sampling.neighbor_cache import PAGE_BYTES
     from tiered.tiers.dram import DRAMTier
+    n = len(indptr) - 1
+    deg = np.diff(indptr)
+    shift = (PAGE_BYTES // indices.itemsize).bit_length() - 1
+    ram = DRAMTier(indices, pin=False)
+
+    def record(batches, key0):
+        rec = _Recorder(ram)
+        NeighborSampler(indptr, rec.tier, fanouts, seed=0, chunk_batches=chunk).sample(
+            batches, range(key0, key0 + len(batches)))
+        return rec.calls
+
+    test_calls = record(test_batches, 1000)
+    warm_calls = record(warm_batches, 5000)
+    out_deg = np.bincount(indices, minlength=n)
+    drawn = np.zeros(n, np.int64)
+    for c in warm_calls:
+        drawn += np.bincount(np.searchsorted(indptr, c, side="right") - 1, minlength=n)
+    list_cost = deg * indices.itemsize + 8
+    list_scores = {"list, Ginex out/in-degree": out_deg / np.maximum(deg, 1),
+                   "list, drawn positions per byte": drawn / list_cost}
+    page_scores = {"page, sampled page reads": page_reads(indptr, ram, fanouts, warm_batches,
+                                                          range(5000, 5000 + len(warm_batches)),
+                                                          chunk_batches=chunk),
+                   "page, degree estimate": page_degree_score(indptr, ram, max(fanouts))}
+    owners = [np.searchsorted(indptr, c, side="right") - 1 for c in test_calls]
+    pages = [c >> shift for c in test_calls]
+    base = sum(len(np.unique(p)) for p in pages)
+    rows = [{"cache": "none", "budget": 0.0, "pages": base, "share": 1.0}]
+    for frac in budgets:
+        budget = frac * indices.nbytes
+        for name, sc in list_scores.items():
+            order = np.argsort(-sc, kind="stable")
+            keep = order[: int(np.searchsorted(np.cumsum(list_cost[order]), budget))]
+            cached = np.zeros(n, bool)
+            cached[keep] = True
+            read = sum(len(np.unique(p[~cached[o]])) for p, o in zip(pages, owners))
+            rows.append({"cache": name, "budget": frac, "pages": read, "share": read / base})
+        for name, sc in page_scores.items():
+            cached = np.zeros(len(sc), bool)
+            cached[np.argsort(-sc, kind="stable")[: int(budget // PAGE_BYTES)]] = True
+            read = sum(len(np.unique(p[~cached[p]])) for p in pages)
+            rows.append({"cache": name, "budget": frac, "pages": read, "share": read / base})
+    return rows
+
+
+def bench_sampling(graph: Path, indptr, indices, fanouts, batches, ssd_batches, warm, budgets,
+                   threads) -> list[dict]:
+    from tiered.format import read_array_layout
+    from tiered.sampling import NeighborCache, NeighborSampler, page_reads
     rows = []
     for t in threads:
         numba.set_num_threads(t)
         s = NeighborSampler(indptr, indices, fanouts, seed=0)
         rows.append(sampling_row(f"DRAM, {t} thread{'s' if t > 1 else ''}", s, batches, 1000))
     numba.set_num_threads(max(threads))
-    dram = NeighborSampler(indptr, indices, fanouts, seed=0)
-    ref_time, ref = time_sampling(dram, batches, 1000)
     try:
         from tiered.tiers.ssd import SSDTier
     except ImportError as e:
         print(f"SSD tier unavailable ({e}); skipping the SSD rows")
-        return rows, ref
+        return rows
     layout = read_array_layout(graph, "indices")
-    scores = {}
-    warm = [np.asarray(b) for b in batches[-4:]]
-    probe = NeighborSampler(indptr, DRAMTier(indices, pin=False), fanouts, seed=1)
-    t0 = time.perf_counter()
-    scores["sampled"] = score_sampled(probe.sample(warm, range(5000, 5000 + len(warm))),
-                                      indptr, fanouts)
-    score_time = {"sampled": time.perf_counter() - t0}
     with SSDTier(layout) as tier:
+        for chunk in (8, 32):
+            rows.append(sampling_row(f"SSD, chunks of {chunk} batches, no cache", NeighborSampler(
+                indptr, tier, fanouts, seed=0, chunk_batches=chunk), ssd_batches, 1000, tier))
         t0 = time.perf_counter()
-        scores["ginex"] = score_degree_ratio(indptr, tier)
-        score_time["ginex"] = time.perf_counter() - t0
-        drop_file_cache(layout.chunk_path(0))
-        rows.append(sampling_row("SSD, no neighbour cache", NeighborSampler(
-            indptr, tier, fanouts, seed=0), ssd_batches, 1000, tier))
+        score = page_reads(indptr, tier, fanouts, warm, range(5000, 5000 + len(warm)),
+                           chunk_batches=32)
+        score_s = time.perf_counter() - t0
         for frac in budgets:
-            for name, score in scores.items():
-                budget = int(frac * indices.nbytes)
-                t0 = time.perf_counter()
-                cache = NeighborCache.build(indptr, tier, budget, score)
-                build = time.perf_counter() - t0
-                s = NeighborSampler(indptr, tier, fanouts, seed=0, neighbor_cache=cache)
-                row = sampling_row(f"SSD, cache {frac:.0%} of indices, score {name}", s,
-                                   ssd_batches, 1000, tier)
-                row.update(cache_MB=cache.nbytes / 1e6, cache_lists=cache.num_cached,
-                           build_s=build, score_s=score_time[name])
-                rows.append(row)
-    return rows, ref
+            t0 = time.perf_counter()
+            cache = NeighborCache.build(tier, int(frac * indices.nbytes), score)
+            build = time.perf_counter() - t0
+            s = NeighborSampler(indptr, tier, fanouts, seed=0, neighbor_cache=cache,
+                                chunk_batches=32)
+            row = sampling_row(f"SSD, chunks of 32, page cache {frac:.0%} of indices", s,
+                               ssd_batches, 1000, tier)
+            row.update(cache_MB=cache.nbytes / 1e6, build_s=build, score_s=score_s)
+            rows.append(row)
+    return rows
 
 
 def bench_pyg(indptr, indices, batches, fanouts, batch_size, workdir: Path) -> dict | None:
@@ -307,10 +374,12 @@ def main() -> None:
 
     print(f"== sampling: {n:,} nodes, {len(indices):,} edges, fanouts {fanouts}, batch {bs}")
     threads = sorted({1, numba.get_num_threads()})
-    rows, ref = bench_sampling(graph, indptr, indices, fanouts, batches,
-                               batches[: args.ssd_batches], (0.10, 0.25), threads)
+    ssd = batches[: args.ssd_batches]
+    warm = [train[-(i + 1) * bs: -i * bs or None] for i in range(8)]
+    rows = bench_sampling(graph, indptr, indices, fanouts, batches, ssd, warm, (0.10, 0.25, 0.50),
+                          threads)
     result["sampling"] = rows
-    result["touched_per_batch"] = ref.num_accesses / len(batches) / n
+    result["touched_per_batch"] = rows[0]["nodes_per_batch"] / n
     if not args.skip_pyg:
         pyg = bench_pyg(indptr, indices, batches, fanouts, bs, BENCH_DIR / "inspector" / "pyg")
         result["pyg"] = pyg
@@ -326,6 +395,12 @@ def main() -> None:
                        ("nodes_per_batch", "nodes/batch", ",.0f"), ("tier_MB", "SSD MB", ".0f"),
                        ("tier_MBps", "SSD MB/s", ".0f"), ("from_cache", "from cache", ".1%")])
     print(f"one batch touches {result['touched_per_batch']:.1%} of the nodes")
+
+    print("\n== neighbour cache: pages of indices read per kind of cache (simulated, same budget)")
+    choice = cache_choice(indptr, indices, fanouts, ssd, warm, (0.10, 0.25, 0.50), 32)
+    result["cache_choice"] = choice
+    print_table(choice, [("cache", "cache", "s"), ("budget", "budget", ".0%"),
+                         ("pages", "pages read", ",d"), ("share", "of no cache", ".1%")])
 
     print(f"\n== plans: {args.epoch_batches} batches, superbatch {args.superbatch}")
     from tiered.sampling import NeighborSampler

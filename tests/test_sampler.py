@@ -9,7 +9,8 @@ from scipy import stats
 
 from tiered import write_array
 from tiered.sampling import (NeighborCache, NeighborSampler, SampledSuperbatch,
-                             score_degree_ratio, score_sampled)
+                             page_degree_score, page_reads)
+from tiered.sampling.neighbor_cache import PAGE_BYTES
 from tiered.tiers.dram import DRAMTier
 
 
@@ -145,26 +146,32 @@ def test_every_tier_and_the_neighbour_cache_give_the_same_batches(tmp_path):
     ref = NeighborSampler(INDPTR, INDICES, FANOUTS, seed=9).sample(seeds, range(6))
     write_array(tmp_path, "indices", INDICES, chunk_bytes=1 << 14)
     layout = read_array_layout(tmp_path, "indices")
-    probe = NeighborSampler(INDPTR, SlowTier(INDICES, pin=False), FANOUTS, seed=9)
-    scores = {"sampled": score_sampled(probe.sample(seeds[:3], [100, 101, 102]), INDPTR, FANOUTS),
-              "ginex": score_degree_ratio(INDPTR, SlowTier(INDICES, pin=False))}
     with _quiet():
         tier = ssd.SSDTier(layout)
     with tier:
         plain = NeighborSampler(INDPTR, tier, FANOUTS, seed=9)
+        tier.stats.reset()
         assert_same(ref, plain.sample(seeds, range(6)))
         assert plain.fetched_positions == plain.drawn_positions > 0
+        uncached_bytes = tier.stats.bytes_read
+        reads = page_reads(INDPTR, tier, FANOUTS, seeds[:3], [100, 101, 102])
+        scores = {"page reads": reads, "degree": page_degree_score(INDPTR, tier, FANOUTS[0])}
+        n_pages = -(-len(INDICES) * 4 // PAGE_BYTES)
+        assert len(reads) == n_pages and reads.max() <= 2 * len(FANOUTS) and reads.sum() > 0
         for name, score in scores.items():
-            budget = INDICES.nbytes // 4
-            cache = NeighborCache.build(INDPTR, tier, budget, score)
+            budget = INDICES.nbytes // 3
+            cache = NeighborCache.build(tier, budget, score)
             assert 0 < cache.nbytes <= budget, name
-            for v in cache.nodes[:: max(1, cache.num_cached // 50)]:
-                r = np.searchsorted(cache.nodes, v)
-                assert np.array_equal(cache.indices[cache.ptr[r]:cache.ptr[r + 1]],
-                                      INDICES[INDPTR[v]:INDPTR[v + 1]])
+            top = np.argsort(-score, kind="stable")[: cache.num_cached]
+            assert np.array_equal(cache.pages, np.sort(top))
+            for r, q in enumerate(cache.pages):
+                want = INDICES[q * 1024:(q + 1) * 1024]
+                assert np.array_equal(cache.data[r * 1024: r * 1024 + len(want)], want)
             cached = NeighborSampler(INDPTR, tier, FANOUTS, seed=9, neighbor_cache=cache)
+            tier.stats.reset()
             assert_same(ref, cached.sample(seeds, range(6)))
             assert cached.fetched_positions < cached.drawn_positions, name
+            assert tier.stats.bytes_read < uncached_bytes, name
 
 
 class _quiet:

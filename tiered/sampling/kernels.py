@@ -5,8 +5,8 @@ A chunk of mini-batches is sampled hop by hop. For hop h:
 1. `degrees`, then `draw` (parallel over the frontier nodes of every batch):
    choose min(fanout, degree) distinct positions of each node's in-list,
    uniformly, from a random stream keyed by (seed, batch key, node); read the
-   neighbour ids directly (indices in DRAM), from the neighbour cache, or mark
-   the positions to fetch through the tier in one sorted, page-coalesced read.
+   neighbour ids directly (indices in DRAM), from the neighbour cache's pages,
+   or mark the positions to fetch through the tier in one page-coalesced read.
    Both kernels prefetch the lines of nodes a few entries ahead: these reads
    are cache misses the hardware cannot predict.
 2. `expand` (parallel over batches): radix sort the batch's sampled neighbours,
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .neighbor_cache import cached_offset
+from .neighbor_cache import cached_at
 from .prefetch import prefetch
 from .radix import radix_sort
 from .rng import below, stream
@@ -73,14 +73,14 @@ def degrees(frontier, indptr, start, deg):
 
 
 @numba.njit(nogil=True, parallel=True, cache=True)
-def draw(frontier, fbatch, keys, seed, start, deg, pos_ptr, direct, nc_bits, nc_rank, nc_ptr,
-         nc_idx, nbr, fetch):
+def draw(frontier, fbatch, keys, seed, start, deg, pos_ptr, direct, nc_bits, nc_rank, nc_shift,
+         nc_data, nbr, fetch):
     """Sample every frontier node's neighbours (pos_ptr[j+1] - pos_ptr[j] of them).
 
     `direct` is the whole `indices` array when it is in DRAM (else empty): the
-    ids are read in place. Otherwise ids of cached lists come from the
-    neighbour cache and `fetch[i]` gets the position to read for the rest
-    (-1 where nbr[i] is already filled).
+    ids are read in place. Otherwise positions whose page is in the neighbour
+    cache are read from it and `fetch[i]` gets the position to read for the
+    rest (-1 where nbr[i] is already filled).
     """
     use_direct = direct.shape[0] > 0
     F = frontier.shape[0]
@@ -91,27 +91,26 @@ def draw(frontier, fbatch, keys, seed, start, deg, pos_ptr, direct, nc_bits, nc_
         k = pos_ptr[j + 1] - o
         if k == 0:
             continue
-        v = frontier[j]
         s = start[j]
         d = deg[j]
         if k == d:
             for i in range(k):
                 fetch[o + i] = i
         else:
-            _choose(stream(seed, keys[fbatch[j]], v), d, k, fetch, o)
+            _choose(stream(seed, keys[fbatch[j]], frontier[j]), d, k, fetch, o)
         if use_direct:
             for i in range(o, o + k):
                 nbr[i] = direct[s + fetch[i]]
                 fetch[i] = -1
         else:
-            c = cached_offset(nc_bits, nc_rank, nc_ptr, v)
-            if c >= 0:
-                for i in range(o, o + k):
-                    nbr[i] = nc_idx[c + fetch[i]]
+            for i in range(o, o + k):
+                p = s + fetch[i]
+                c = cached_at(nc_bits, nc_rank, nc_shift, p)
+                if c >= 0:
+                    nbr[i] = nc_data[c]
                     fetch[i] = -1
-            else:
-                for i in range(o, o + k):
-                    fetch[i] += s
+                else:
+                    fetch[i] = p
 
 
 @numba.njit(nogil=True, parallel=True, cache=True)

@@ -1,24 +1,31 @@
-"""The neighbour cache: adjacency lists of the nodes most often expanded, held in DRAM.
+"""The neighbour cache: the most read pages of `indices`, held in DRAM.
 
-When `indices` sit on a slow tier (SSD), every expanded node costs page reads.
-The cache keeps, under a byte budget, the lists with the best expected reads
-saved per byte. Membership costs 0.19 B per node of the graph: a bitmap plus a
-rank directory (one int32 per 64 nodes), so a node's cached list is found in
-O(1) without a node-sized map. Everything else is paid from the budget:
-8 B of offset plus the list itself per cached node.
+When `indices` sit on the SSD tier, what a hop costs is the number of distinct
+4 KiB pages its positions touch (the tier reads each page once per request).
+Small adjacency lists share pages, so caching whole lists (Ginex's way) saves a
+page only when every list on it is cached; on a power-law graph the last hop of
+a chunk of batches touches nearly every page, and a list cache of 10% of
+`indices` removed only 3-4% of the page reads (docs/inspector.md). This cache
+therefore holds pages: page q is either wholly in DRAM or not, and a position p
+is served from DRAM iff its page is. Membership is a bitmap plus a rank
+directory over pages (about 0.003 B per edge), so finding a position costs
+O(1) and no node-sized array exists.
 
-Scores (see docs/inspector.md for the measurement that picks the default):
-`score_sampled` counts the positions a sample of batches actually drew from each
-list, divided by the list's bytes; `score_degree_ratio` is Ginex's static
-out-degree / in-degree, which needs one pass over `indices`.
+Scores (higher is cached first; the benchmark compares them):
+`page_reads` counts the page reads a few sampled batches actually cause;
+`page_degree_score` estimates them from degrees (out-degree of the lists on a
+page), needing one pass over `indices` instead of a sampling run.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import numba
 import numpy as np
 
-from ..tiers.base import Tier
+from ..tiers.base import Tier, TierHints
 
+PAGE_BYTES = 4096
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
 _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
@@ -37,38 +44,32 @@ def popcount(x):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def cached_offset(bits, rank, ptr, v):
-    """Offset of node v's list in the cache's `indices`, or -1 when it is not cached."""
+def cached_at(bits, rank, shift, p):
+    """Index into the cache's data of position p of `indices`, or -1 when its page is not cached."""
     if bits.shape[0] == 0:
         return -1
-    word = bits[v >> 6]
-    b = v & 63
+    q = p >> shift
+    word = bits[q >> 6]
+    b = q & 63
     if (word >> b) & 1 == 0:
         return -1
-    return ptr[rank[v >> 6] + popcount(word & ((np.int64(1) << b) - 1))]
+    r = rank[q >> 6] + popcount(word & ((np.int64(1) << b) - 1))
+    return (r << shift) | (p & ((np.int64(1) << shift) - 1))
 
 
 @numba.njit(nogil=True, cache=True)
-def _membership(nodes, num_nodes):
-    """Bitmap (int64 words) and rank directory of a sorted node set."""
-    words = (num_nodes + 63) >> 6
+def _membership(pages, num_pages):
+    """Bitmap (int64 words) and rank directory of a sorted page set."""
+    words = (num_pages + 63) >> 6
     bits = np.zeros(words, np.int64)
-    for v in nodes:
-        bits[v >> 6] |= np.int64(1) << (v & 63)
+    for q in pages:
+        bits[q >> 6] |= np.int64(1) << (q & 63)
     rank = np.empty(words, np.int32)
     total = 0
     for w in range(words):
         rank[w] = total
         total += popcount(bits[w])
     return bits, rank
-
-
-@numba.njit(nogil=True, parallel=True, cache=True)
-def _list_positions(nodes, indptr, ptr, out):
-    for i in numba.prange(nodes.shape[0]):
-        s = indptr[nodes[i]]
-        for j in range(ptr[i + 1] - ptr[i]):
-            out[ptr[i] + j] = s + j
 
 
 @numba.njit(nogil=True, cache=True)
@@ -78,75 +79,112 @@ def _bincount_into(ids, counts):
 
 
 @numba.njit(nogil=True, cache=True)
-def _drawn_counts(node_ids, node_ptr, hop_nodes, indptr, fanouts, counts):
-    """counts[v] += positions drawn from v's list: min(fanout, degree) for each expansion."""
-    for b in range(node_ptr.shape[0] - 1):
-        base = node_ptr[b]
-        for h in range(fanouts.shape[0]):
-            lo = 0 if h == 0 else hop_nodes[b, h - 1]
-            for i in range(lo, hop_nodes[b, h]):
-                v = node_ids[base + i]
-                d = indptr[v + 1] - indptr[v]
-                f = fanouts[h]
-                counts[v] += d if (f < 0 or f > d) else f
+def _degree_pages(indptr, out_deg, shift, fanout, score):
+    """score[q] += expected expansions of each list on page q that touch the page."""
+    for v in range(indptr.shape[0] - 1):
+        s, e = indptr[v], indptr[v + 1]
+        d = e - s
+        if d == 0 or out_deg[v] == 0:
+            continue
+        for q in range(s >> shift, ((e - 1) >> shift) + 1):
+            lo = max(s, q << shift)
+            hi = min(e, (q + 1) << shift)
+            score[q] += out_deg[v] * min(1.0, fanout * (hi - lo) / d)
 
 
 class NeighborCache:
-    """Adjacency lists of a chosen node set, in DRAM, found by bitmap rank."""
+    """Pages of `indices` (each PAGE_BYTES long) in DRAM, found by bitmap rank."""
 
-    def __init__(self, num_nodes: int, nodes: np.ndarray, ptr: np.ndarray, indices: np.ndarray):
-        self.num_nodes = int(num_nodes)
-        self.nodes = np.ascontiguousarray(nodes, dtype=np.int64)
-        self.bits, self.rank = _membership(self.nodes, self.num_nodes)
-        self.ptr = np.ascontiguousarray(ptr, dtype=np.int64)
-        self.indices = np.ascontiguousarray(indices)
+    def __init__(self, num_positions: int, pages: np.ndarray, data: np.ndarray):
+        self.num_positions = int(num_positions)
+        self.page_entries = PAGE_BYTES // data.dtype.itemsize
+        self.shift = self.page_entries.bit_length() - 1
+        self.num_pages = -(-self.num_positions // self.page_entries)
+        self.pages = np.ascontiguousarray(pages, dtype=np.int64)
+        self.bits, self.rank = _membership(self.pages, self.num_pages) if len(self.pages) else \
+            (np.empty(0, np.int64), np.empty(0, np.int32))
+        self.data = np.ascontiguousarray(data)
 
     @classmethod
-    def build(cls, indptr: np.ndarray, indices: Tier, budget_bytes: int,
-              score: np.ndarray) -> "NeighborCache":
-        """Cache the lists of the highest-scoring nodes whose lists and offsets fit the budget.
+    def build(cls, indices: Tier, budget_bytes: int, score: np.ndarray) -> "NeighborCache":
+        """Cache the highest-scoring pages of `indices` that fit the budget (membership included).
 
-        `score` is value per byte (higher first); lists are read from `indices`
-        once, in sorted position order (sequential pages on an SSD tier).
+        The pages are read once, in order (sequential on an SSD tier).
         """
-        n = len(indptr) - 1
-        if len(score) != n:
-            raise ValueError(f"score has {len(score)} entries, the graph has {n} nodes")
-        deg = np.diff(indptr)
-        cost = deg * indices.dtype.itemsize + 8
+        page_entries = PAGE_BYTES // indices.dtype.itemsize
+        num_pages = -(-indices.num_rows // page_entries)
+        if len(score) != num_pages:
+            raise ValueError(f"score has {len(score)} entries, {indices.name} has {num_pages} "
+                             f"pages of {PAGE_BYTES} B")
+        membership = 12 * ((num_pages + 63) >> 6)
+        fit = max(0, (budget_bytes - membership) // PAGE_BYTES)
         order = np.argsort(-np.asarray(score, dtype=np.float64), kind="stable")
-        fits = np.cumsum(cost[order]) <= budget_bytes - 8 - 12 * ((n + 63) >> 6)
-        chosen = np.sort(order[: int(np.count_nonzero(fits))])
-        chosen = chosen[deg[chosen] > 0]
-        ptr = np.zeros(len(chosen) + 1, np.int64)
-        np.cumsum(deg[chosen], out=ptr[1:])
-        positions = np.empty(int(ptr[-1]), np.int64)
-        _list_positions(chosen, indptr, ptr, positions)
-        cached = np.empty(len(positions), indices.dtype)
-        for s in range(0, len(positions), _READ_CHUNK):
-            indices.read_rows(positions[s:s + _READ_CHUNK], cached[s:s + _READ_CHUNK])
-        return cls(n, chosen, ptr, cached)
+        pages = np.sort(order[: min(fit, num_pages)])
+        data = np.zeros(len(pages) * page_entries, indices.dtype)
+        positions = (pages[:, None] * page_entries + np.arange(page_entries)).ravel()
+        valid = np.flatnonzero(positions < indices.num_rows)
+        for s in range(0, len(valid), _READ_CHUNK):
+            sel = valid[s:s + _READ_CHUNK]
+            data[sel] = indices.read_rows(positions[sel])
+        return cls(indices.num_rows, pages, data)
 
     @classmethod
-    def empty(cls, num_nodes: int, dtype=np.int32) -> "NeighborCache":
-        return cls(num_nodes, np.empty(0, np.int64), np.zeros(1, np.int64), np.empty(0, dtype))
+    def empty(cls, num_positions: int, dtype=np.int32) -> "NeighborCache":
+        return cls(num_positions, np.empty(0, np.int64), np.empty(0, dtype))
 
     @property
     def num_cached(self) -> int:
-        return len(self.nodes)
+        return len(self.pages)
 
     @property
     def nbytes(self) -> int:
-        """DRAM held: bitmap + rank directory + offsets + lists."""
-        return self.bits.nbytes + self.rank.nbytes + self.ptr.nbytes + self.indices.nbytes
+        """DRAM held: bitmap + rank directory + the cached pages."""
+        return self.bits.nbytes + self.rank.nbytes + self.data.nbytes
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(bits, rank, ptr, indices): what the sampling kernels take."""
-        return self.bits, self.rank, self.ptr, self.indices
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+        """(bits, rank, shift, data): what the sampling kernels take."""
+        return self.bits, self.rank, self.shift, self.data
 
 
-def score_degree_ratio(indptr: np.ndarray, indices: Tier) -> np.ndarray:
-    """Ginex's score: out-degree / in-degree (how often a node is reached per byte of its list)."""
+class _PageCounter(Tier):
+    """A tier that reads through another and counts, per page, the calls that read it."""
+
+    def __init__(self, inner: Tier):
+        super().__init__(f"count:{inner.name}", inner.num_rows, inner.row_shape, inner.dtype)
+        self.inner = inner
+        self.shift = (PAGE_BYTES // inner.dtype.itemsize).bit_length() - 1
+        self.counts = np.zeros(-(-inner.num_rows >> self.shift) + 1, np.float64)
+
+    @property
+    def hints(self) -> TierHints:
+        return self.inner.hints
+
+    def _read(self, ids: np.ndarray, out: np.ndarray) -> int:
+        self.counts[np.unique(ids >> self.shift)] += 1
+        self.inner.read_rows(ids, out)
+        return out.nbytes
+
+    def _write(self, ids: np.ndarray, rows: np.ndarray) -> int:
+        raise PermissionError(f"{self.name} is read-only")
+
+
+def page_reads(indptr: np.ndarray, indices: Tier, fanouts: Sequence[int],
+               seeds: Sequence[np.ndarray], keys: Sequence[int], seed: int = 0,
+               chunk_batches: int = 8) -> np.ndarray:
+    """Per page of `indices`: how many reads sampling these batches (without a cache) makes.
+
+    This is what caching the page saves, so it is the score `build` wants.
+    """
+    from .sampler import NeighborSampler
+    counter = _PageCounter(indices)
+    NeighborSampler(indptr, counter, fanouts, seed=seed, chunk_batches=chunk_batches).sample(
+        seeds, keys)
+    return counter.counts[: -(-indices.num_rows >> counter.shift)]
+
+
+def page_degree_score(indptr: np.ndarray, indices: Tier, fanout: int) -> np.ndarray:
+    """Static estimate of page reads: for each list on a page, its node's out-degree (how
+    often it is reached) times the chance an expansion of `fanout` draws touches the page."""
     n = len(indptr) - 1
     out_deg = np.zeros(n, np.int64)
     buf = np.empty(_READ_CHUNK, indices.dtype)
@@ -154,17 +192,7 @@ def score_degree_ratio(indptr: np.ndarray, indices: Tier) -> np.ndarray:
         m = min(_READ_CHUNK, indices.num_rows - s)
         indices.read_rows(np.arange(s, s + m, dtype=np.int64), buf[:m])
         _bincount_into(buf[:m], out_deg)
-    return out_deg / np.maximum(np.diff(indptr), 1)
-
-
-def score_sampled(batches, indptr: np.ndarray, fanouts) -> np.ndarray:
-    """Positions drawn from each list by a sample of batches (a SampledSuperbatch), per list byte.
-
-    This is what the cache saves: every drawn position of a cached list is a
-    tier read avoided; dividing by the list's size makes it a knapsack ratio.
-    """
-    n = len(indptr) - 1
-    counts = np.zeros(n, np.float32)
-    _drawn_counts(batches.node_ids, batches.node_ptr, batches.hop_nodes, indptr,
-                  np.asarray(fanouts, np.int64), counts)
-    return counts / (np.diff(indptr) * 4 + 8).astype(np.float32)
+    shift = (PAGE_BYTES // indices.dtype.itemsize).bit_length() - 1
+    score = np.zeros(-(-indices.num_rows >> shift), np.float64)
+    _degree_pages(np.asarray(indptr, np.int64), out_deg, shift, float(fanout), score)
+    return score

@@ -2,15 +2,14 @@
 
 `indptr` lives in DRAM (8 B per node); `indices` behind any `Tier`. With a
 DRAMTier the kernels read the ids in place; with any other tier (SSD, PMem)
-each hop draws positions from `indptr` alone, takes the ids of hot lists from
+each hop draws positions from `indptr` alone, takes the ids on hot pages from
 the `NeighborCache`, and fetches the rest in one `read_rows` call per hop and
-chunk, so the tier sees large, sorted, page-coalescable requests.
+chunk of batches, so the tier sees large requests whose pages it reads once.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-import numba
 import numpy as np
 
 from ..tiers.base import Tier
@@ -59,10 +58,10 @@ class NeighborSampler:
         self.id_bits = max(1, bit_length(max(self.num_nodes - 1, 1)))
         self._direct = indices.array if isinstance(indices, DRAMTier) else np.empty(0, np.int32)
         if neighbor_cache is None or self._direct.size:
-            neighbor_cache = NeighborCache.empty(self.num_nodes)
-        elif neighbor_cache.num_nodes != self.num_nodes:
-            raise ValueError(f"neighbour cache built for {neighbor_cache.num_nodes} nodes, "
-                             f"graph has {self.num_nodes}")
+            neighbor_cache = NeighborCache.empty(int(self.indptr[-1]))
+        elif neighbor_cache.num_positions != self.indptr[-1]:
+            raise ValueError(f"neighbour cache built for {neighbor_cache.num_positions} edges, "
+                             f"graph has {self.indptr[-1]}")
         self.neighbor_cache = neighbor_cache
         self.fetched_positions = 0          # positions read through the tier (not cached)
         self.drawn_positions = 0
