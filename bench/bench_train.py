@@ -282,7 +282,7 @@ def main() -> None:
         fn = worker_pyg if args.worker == "pyg" else worker_tiered
         print(json.dumps(fn(args)))
         return
-    from tiered.train.loader import available_memory
+    from tiered.memory import available_memory
     from tiered.units import format_size, parse_size
     meta = json.loads((Path(args.data) / "zarr.json").read_text())["attributes"]
     feat_bytes = meta["num_nodes"] * meta["feature_dim"] * (2 if meta["feature_dtype"] == "float16" else 4)

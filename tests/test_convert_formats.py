@@ -95,6 +95,7 @@ def test_edgelist_with_node_data_from_npy_and_random_split(tmp_path):
     np.save(tmp_path / "x.npy", feats)
     np.save(tmp_path / "y.npy", labels)
     (tmp_path / "e.csv").write_text("".join(f"{s},{d}\n" for s, d in zip(src, dst)))
+    first_splits: list[np.ndarray] = []
     for limit in (1 << 30, TINY):
         out = tmp_path / f"out{limit}"
         convert_edgelist(tmp_path / "e.csv", out,

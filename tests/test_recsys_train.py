@@ -7,7 +7,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from torch import nn
 
 from tiered import write_array, write_group_metadata

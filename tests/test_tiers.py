@@ -8,7 +8,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tiered import FormatError, write_array
-from tiered.format import read_array_layout
 from tiered.tiers.dram import DRAMTier
 from tiered.tiers.ssd import PAGE_BYTES, SSDTier, choose_backend
 

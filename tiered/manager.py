@@ -34,8 +34,9 @@ from .dataset import Dataset, open_dataset
 from .format import ArrayLayout
 from .tiers.base import Tier
 from .tiers.dram import DRAMTier
-from .tiers.pmem import (DEFAULT_CHUNK_BYTES, DEFAULT_TX_BYTES, array_pool_bytes, device_size,
-                         layout_source_key, pool_capacity, pool_size_for, source_key, tx_headroom)
+from .tiers.pmem import (DEFAULT_CHUNK_BYTES, DEFAULT_TX_BYTES, ArrayGeometry, array_pool_bytes,
+                         device_size, layout_source_key, pool_capacity, pool_size_for, source_key,
+                         tx_headroom)
 from .units import format_size, parse_size
 
 TIERS = ("dram", "pmem", "ssd")
@@ -58,23 +59,12 @@ class BudgetError(ValueError):
 
 
 @dataclass(frozen=True)
-class ArraySpec:
+class ArraySpec(ArrayGeometry):
     """An array the manager places: from the dataset (`layout`) or learnable (`init`)."""
 
-    name: str
-    shape: tuple[int, ...]
-    dtype: np.dtype
     role: str
     layout: ArrayLayout | None = None
     init: Init | None = None
-
-    @property
-    def row_bytes(self) -> int:
-        return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-
-    @property
-    def nbytes(self) -> int:
-        return self.shape[0] * self.row_bytes
 
     @property
     def learnable(self) -> bool:

@@ -13,8 +13,8 @@ from ..format import FEATURE_DTYPES, FormatError
 from . import (convert_edgelist, convert_lightgcn, convert_npy, convert_ogb,
                convert_planetoid, generate_synthetic, generate_synthetic_links)
 from .build import parse_fractions
-from .options import (ConvertError, ConvertOptions, default_memory_limit, format_bytes,
-                      parse_size)
+from ..units import format_size
+from .options import ConvertError, ConvertOptions, default_memory_limit, parse_memory_limit
 from .sources import parse_source_arg
 from .synthetic import RMAT_GRAPH500, SYNTHETIC_SPLIT
 
@@ -34,7 +34,7 @@ def parse_count(text: str) -> int:
 
 def _size(text: str) -> int:
     try:
-        return parse_size(text)
+        return parse_memory_limit(text)
     except ConvertError as e:
         raise argparse.ArgumentTypeError(str(e))
 
@@ -58,7 +58,7 @@ def _run_options(p: argparse.ArgumentParser, graph: bool = True) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--memory-limit", type=_size, default=None, metavar="SIZE",
                    help="working memory budget, e.g. 8G or 50%% (default: 50%% of RAM, "
-                        f"{format_bytes(default_memory_limit())} here)")
+                        f"{format_size(default_memory_limit())} here)")
     g.add_argument("--tmp-dir", type=Path, help="scratch directory (default: beside OUTPUT)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     g.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -1,12 +1,12 @@
-"""Options shared by every converter, the error type, and memory/size helpers."""
+"""Options shared by every converter, the error type, and the memory limit they run under."""
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..format import DEFAULT_CHUNK_BYTES, FEATURE_DTYPES
+from ..memory import physical_memory
+from ..units import parse_size
 
 # Share of physical memory (or of the cgroup limit) a conversion may use by default.
 DEFAULT_MEMORY_FRACTION = 0.5
@@ -19,54 +19,23 @@ class ConvertError(ValueError):
     and the expected vs found value."""
 
 
-def physical_memory() -> int:
-    """Bytes of RAM this process may use: MemTotal, capped by a cgroup memory limit."""
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(path).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit():
-            total = min(total, int(text))
-    return total
-
-
 def default_memory_limit() -> int:
     """The default --memory-limit: a fraction of the RAM this process may use."""
     return int(physical_memory() * DEFAULT_MEMORY_FRACTION)
 
 
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
-def parse_size(text: str) -> int:
-    """Parse '12G', '512MiB', '1e9' style sizes, or 'NN%' of physical memory, into bytes."""
+def parse_memory_limit(text: str) -> int:
+    """A --memory-limit: a size such as '12G' or '512MiB', or 'NN%' of physical memory."""
     text = text.strip()
-    if text.endswith("%"):
-        try:
-            return int(physical_memory() * float(text[:-1]) / 100)
-        except ValueError:
-            raise ConvertError(f"size {text!r}: expected a percentage like '50%'") from None
     try:
-        return int(float(text))
+        if text.endswith("%"):
+            return int(physical_memory() * float(text[:-1]) / 100)
+        return parse_size(text)
     except ValueError:
-        pass
-    m = _SIZE.match(text)
-    if not m:
-        raise ConvertError(f"size {text!r}: expected bytes with an optional K/M/G/T suffix "
-                           f"(e.g. 8G) or a percentage of RAM (e.g. 50%)")
-    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
-    return int(float(m.group(1)) * scale)
-
-
-def format_bytes(n: float) -> str:
-    """Human-readable byte count (binary units)."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+        raise ConvertError(f"memory limit {text!r}: expected bytes with an optional unit "
+                           f"(e.g. 8G, 512MiB) or a percentage of RAM (e.g. 50%)") from None
 
 
 @dataclass

@@ -20,7 +20,8 @@ from ..dataset import verify_dataset
 import numpy as np
 
 from ..format import ArrayWriter, write_group_metadata
-from .options import ConvertError, format_bytes
+from ..units import format_size
+from .options import ConvertError
 
 # Extra room asked for beyond the estimate (filesystem overhead, chunk padding).
 _SPACE_MARGIN = 1.05
@@ -75,17 +76,17 @@ class OutputDir:
         root_dev, scratch_dev = os.stat(self.root).st_dev, os.stat(self.scratch).st_dev
         if root_dev == scratch_dev:
             checks = [(self.root, max(need.output, need.scratch + need.alongside),
-                       f"output {format_bytes(need.output)}, scratch "
-                       f"{format_bytes(need.scratch)} at its peak")]
+                       f"output {format_size(need.output)}, scratch "
+                       f"{format_size(need.scratch)} at its peak")]
         else:
-            checks = [(self.root, need.output, f"output {format_bytes(need.output)}"),
-                      (self.scratch, need.scratch, f"scratch {format_bytes(need.scratch)}")]
+            checks = [(self.root, need.output, f"output {format_size(need.output)}"),
+                      (self.scratch, need.scratch, f"scratch {format_size(need.scratch)}")]
         for path, nbytes, parts in checks:
             free = shutil.disk_usage(path).free
             if nbytes * _SPACE_MARGIN > free:
                 raise ConvertError(
-                    f"not enough disk space for {what}: about {format_bytes(nbytes)} needed in "
-                    f"{path.parent} ({parts}), only {format_bytes(free)} free; free space, "
+                    f"not enough disk space for {what}: about {format_size(nbytes)} needed in "
+                    f"{path.parent} ({parts}), only {format_size(free)} free; free space, "
                     f"choose another OUTPUT, or put scratch files elsewhere with --tmp-dir")
 
     def commit(self, attrs: dict) -> Path:
@@ -166,12 +167,12 @@ class ConvertSummary:
             lines.append(f"  {key} {value:,}" if isinstance(value, int) else f"  {key} {value}")
         if self.split_sizes:
             lines.append("  splits " + ", ".join(f"{k} {v:,}" for k, v in self.split_sizes.items()))
-        lines.append("  arrays " + ", ".join(f"{k} {format_bytes(v)}"
+        lines.append("  arrays " + ", ".join(f"{k} {format_size(v)}"
                                              for k, v in self.array_bytes.items()))
-        lines.append(f"  written {format_bytes(self.total_bytes)} in {self.seconds:.1f} s ("
+        lines.append(f"  written {format_size(self.total_bytes)} in {self.seconds:.1f} s ("
                      + ", ".join(f"{k} {v:.1f} s" for k, v in self.stage_seconds.items())
-                     + f"); peak RSS {format_bytes(self.peak_rss_bytes)} of limit "
-                     f"{format_bytes(self.memory_limit)}")
+                     + f"); peak RSS {format_size(self.peak_rss_bytes)} of limit "
+                     f"{format_size(self.memory_limit)}")
         return "\n".join(lines)
 
 

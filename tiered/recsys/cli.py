@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from ..plan import POLICIES
+from ..settings import join_list_flags
 from .config import LinkConfig, make_link_config
 from .optim import ROW_OPTIMIZERS
 from .storage import TABLE_TIERS
@@ -62,22 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _join_list_values(argv: list[str]) -> list[str]:
-    """`--fanouts -1,-1` as `--fanouts=-1,-1`: argparse would take -1,-1 for a flag."""
-    out, i = [], 0
-    while i < len(argv):
-        if argv[i] == "--fanouts" and i + 1 < len(argv):
-            out.append(f"{argv[i]}={argv[i + 1]}")
-            i += 2
-        else:
-            out.append(argv[i])
-            i += 1
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    kw = vars(build_parser().parse_args(_join_list_values(argv)))
+    kw = vars(build_parser().parse_args(join_list_flags(argv, ("--fanouts",))))
     kw.pop("task")
     config_file = kw.pop("config")
     try:

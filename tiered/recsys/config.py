@@ -10,15 +10,11 @@ batches with a proportionally larger learning rate win per second.
 """
 from __future__ import annotations
 
-import json
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import yaml
-
 from ..plan import POLICIES
-from ..units import parse_size
+from ..settings import fanout_list, read_settings, size_in_rows
 from .models import MAX_LAYERS
 from .optim import ROW_OPTIMIZERS
 from .storage import TABLE_TIERS
@@ -66,13 +62,8 @@ class LinkConfig:
         if not 1 <= int(self.layers) <= MAX_LAYERS:
             raise ValueError(f"layers must be 1..{MAX_LAYERS}, got {self.layers}")
         if self.fanouts is not None:
-            if isinstance(self.fanouts, str):
-                self.fanouts = [p for p in self.fanouts.replace(" ", "").split(",") if p]
-            try:
-                self.fanouts = [int(f) for f in self.fanouts]
-            except (TypeError, ValueError):
-                raise ValueError(f"fanouts must be comma-separated integers, got {self.fanouts!r}") from None
-            if len(self.fanouts) != int(self.layers) or any(f == 0 or f < -1 for f in self.fanouts):
+            self.fanouts = fanout_list(self.fanouts, "fanouts")
+            if len(self.fanouts) != int(self.layers):
                 raise ValueError(f"fanouts must be {self.layers} values (one per layer), each "
                                  f"positive or -1 (all neighbours); got {self.fanouts}")
         for name in ("layers", "dim", "batch_size", "num_neg", "superbatch", "eval_every", "topk",
@@ -98,18 +89,7 @@ class LinkConfig:
 
     def cache_rows(self, num_rows: int, row_bytes: int) -> int:
         """cache_size as rows of a table of num_rows rows of row_bytes each (at most all)."""
-        s = str(self.cache_size).strip()
-        try:
-            if s.endswith("%"):
-                rows = int(num_rows * float(s[:-1]) / 100)
-            elif s.isdigit():
-                rows = int(s)
-            else:
-                rows = parse_size(s) // max(row_bytes, 1)
-        except ValueError:
-            raise ValueError(f"cache_size {self.cache_size!r}: expected rows, a share (25%) or "
-                             f"bytes (64MiB)") from None
-        return max(0, min(num_rows, rows))
+        return max(0, min(num_rows, size_in_rows(self.cache_size, num_rows, row_bytes)))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,28 +97,7 @@ class LinkConfig:
 
 def read_link_config(path: str | Path) -> dict:
     """Settings from a .yaml/.yml/.toml/.json file, checked against LinkConfig's fields."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: config file does not exist")
-    text = path.read_text()
-    try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text) or {}
-    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: cannot parse ({e})") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of settings, found {type(data).__name__}")
-    data = {k.replace("-", "_"): v for k, v in data.items()}
-    known = {f.name for f in fields(LinkConfig)}
-    unknown = sorted(set(data) - known - {"task"})
-    if unknown:
-        raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
-    data.pop("task", None)
-    return data
+    return read_settings(path, {f.name for f in fields(LinkConfig)}, ignore=("task",))
 
 
 def make_link_config(file: str | Path | None = None, **overrides) -> LinkConfig:

@@ -49,7 +49,7 @@ from . import pmemobj
 from .base import Tier, TierHints
 from .pmemobj import PMemError, PMemUnavailable
 
-__all__ = ["PMemPool", "PMemTier", "PMemArrayInfo", "PMemError", "PMemUnavailable",
+__all__ = ["PMemPool", "PMemTier", "PMemArrayInfo", "ArrayGeometry", "PMemError", "PMemUnavailable",
            "array_pool_bytes", "pool_capacity", "pool_size_for", "tx_headroom", "device_size",
            "source_key", "layout_source_key",
            "DEFAULT_CHUNK_BYTES", "DEFAULT_TX_BYTES", "MIN_POOL_BYTES"]
@@ -84,6 +84,24 @@ _LOAD_BLOCK_BYTES = 64 << 20
 
 
 # ---- sizing (pure functions: the manager plans with them without libpmemobj) ----
+
+@dataclass(frozen=True)
+class ArrayGeometry:
+    """Name, shape and dtype of an array, and the sizes that follow from them: the one
+    definition behind the pool's directory records and the tier manager's array specs."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.row_bytes
+
 
 def _alloc_size(nbytes: int) -> int:
     """What to ask libpmemobj for to hold `nbytes`: at least a huge allocation."""
@@ -164,12 +182,18 @@ def layout_source_key(layout: ArrayLayout) -> int:
 
 # ---- kernels ----------------------------------------------------------------
 
+@numba.njit(nogil=True, inline="always")
+def _row_offset(chunk_off, chunk_rows, row_bytes, row):
+    """Byte offset of `row` in the span: rows never straddle allocations."""
+    c = row // chunk_rows
+    return chunk_off[c] + (row - c * chunk_rows) * row_bytes
+
+
 @numba.njit(nogil=True, cache=True)
 def _gather_serial(span, chunk_off, chunk_rows, ids, out):
     rb = out.shape[1]
     for i in range(ids.shape[0]):
-        c = ids[i] // chunk_rows
-        o = chunk_off[c] + (ids[i] - c * chunk_rows) * rb
+        o = _row_offset(chunk_off, chunk_rows, rb, ids[i])
         out[i, :] = span[o:o + rb]
 
 
@@ -177,8 +201,7 @@ def _gather_serial(span, chunk_off, chunk_rows, ids, out):
 def _gather_parallel(span, chunk_off, chunk_rows, ids, out):
     rb = out.shape[1]
     for i in numba.prange(ids.shape[0]):
-        c = ids[i] // chunk_rows
-        o = chunk_off[c] + (ids[i] - c * chunk_rows) * rb
+        o = _row_offset(chunk_off, chunk_rows, rb, ids[i])
         out[i, :] = span[o:o + rb]
 
 
@@ -186,8 +209,7 @@ def _gather_parallel(span, chunk_off, chunk_rows, ids, out):
 def _scatter_serial(span, chunk_off, chunk_rows, ids, rows):
     rb = rows.shape[1]
     for i in range(ids.shape[0]):
-        c = ids[i] // chunk_rows
-        o = chunk_off[c] + (ids[i] - c * chunk_rows) * rb
+        o = _row_offset(chunk_off, chunk_rows, rb, ids[i])
         span[o:o + rb] = rows[i, :]
 
 
@@ -195,8 +217,7 @@ def _scatter_serial(span, chunk_off, chunk_rows, ids, rows):
 def _scatter_parallel(span, chunk_off, chunk_rows, ids, rows):
     rb = rows.shape[1]
     for i in numba.prange(ids.shape[0]):
-        c = ids[i] // chunk_rows
-        o = chunk_off[c] + (ids[i] - c * chunk_rows) * rb
+        o = _row_offset(chunk_off, chunk_rows, rb, ids[i])
         span[o:o + rb] = rows[i, :]
 
 
@@ -227,8 +248,7 @@ def _tx_scatter_kernel():
         def tx_scatter(span, span_addr, chunk_off, chunk_rows, ids, rows):
             rb = rows.shape[1]
             for i in range(ids.shape[0]):
-                c = ids[i] // chunk_rows
-                o = chunk_off[c] + (ids[i] - c * chunk_rows) * rb
+                o = _row_offset(chunk_off, chunk_rows, rb, ids[i])
                 err = add_range(_voidptr(span_addr + o), rb)
                 if err != 0:
                     return err
@@ -290,24 +310,13 @@ _ENTRY = "struct tiered_array_entry"
 
 
 @dataclass(frozen=True)
-class PMemArrayInfo:
+class PMemArrayInfo(ArrayGeometry):
     """An array as the pool's directory records it."""
 
-    name: str
-    shape: tuple[int, ...]
-    dtype: np.dtype
     chunk_rows: int
     num_chunks: int
     ready: bool                 # contents complete (False: allocated, never fully written)
     source_key: int
-
-    @property
-    def row_bytes(self) -> int:
-        return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-
-    @property
-    def nbytes(self) -> int:
-        return self.shape[0] * self.row_bytes
 
     @property
     def pool_bytes(self) -> int:
@@ -476,7 +485,7 @@ class PMemPool:
         shape = tuple(int(s) for s in shape)
         dtype = np.dtype(dtype)
         _check_array_spec(self.path, name, shape, dtype)
-        row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        row_bytes = ArrayGeometry(name, shape, dtype).row_bytes
         cr = chunk_rows_for(row_bytes, chunk_bytes)
         sizes = [min(cr, shape[0] - s) * row_bytes for s in range(0, shape[0], cr)]
         ffi, lib = self._ffi, self._lib

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..settings import join_list_flags
 from .config import CACHE_POLICIES, FEATURE_TIERS, make_config
 from .loader import BudgetError
 from .trainer import ModelInterfaceError, Trainer
@@ -68,26 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _join_list_values(argv: list[str]) -> list[str]:
-    """`--fanouts -1,-1` as `--fanouts=-1,-1`: argparse would take -1,-1 for a flag."""
-    out, i = [], 0
-    while i < len(argv):
-        if argv[i] in ("--fanouts", "--eval-fanouts") and i + 1 < len(argv):
-            out.append(f"{argv[i]}={argv[i + 1]}")
-            i += 2
-        else:
-            out.append(argv[i])
-            i += 1
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "link" in (argv[i + 1] if a == "--task" and i + 1 < len(argv) else a.partition("--task=")[2]
                   for i, a in enumerate(argv)):
         from ..recsys.cli import main as link_main
         return link_main(argv)
-    args = build_parser().parse_args(_join_list_values(argv))
+    args = build_parser().parse_args(join_list_flags(argv, ("--fanouts", "--eval-fanouts")))
     kw = vars(args)
     kw.pop("task")
     config_file = kw.pop("config")

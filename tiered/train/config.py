@@ -6,13 +6,10 @@ units ("2GiB"); `cache_size` is a row count, a share of the rows ("10%") or byte
 """
 from __future__ import annotations
 
-import json
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import yaml
-
+from ..settings import fanout_list, read_settings, size_in_rows
 from ..units import parse_size
 
 MODELS = ("sage", "gcn", "gat")
@@ -59,9 +56,9 @@ class TrainConfig:
         """Check values and normalise types; raises ValueError naming the field."""
         if not self.dataset:
             raise ValueError("no dataset given: pass DATASET (a directory written by tiered-convert)")
-        self.fanouts = _int_list(self.fanouts, "fanouts")
+        self.fanouts = fanout_list(self.fanouts, "fanouts")
         if self.eval_fanouts is not None:
-            self.eval_fanouts = _int_list(self.eval_fanouts, "eval_fanouts")
+            self.eval_fanouts = fanout_list(self.eval_fanouts, "eval_fanouts")
             if len(self.eval_fanouts) != len(self.fanouts):
                 raise ValueError(f"eval_fanouts has {len(self.eval_fanouts)} hops, fanouts "
                                  f"{len(self.fanouts)}: the model's depth is fixed")
@@ -91,52 +88,12 @@ class TrainConfig:
 
     def cache_rows(self, num_rows: int, row_bytes: int) -> int | None:
         """cache_size as a number of rows (None: let the budget decide)."""
-        v = self.cache_size
-        if v is None:
-            return None
-        s = str(v).strip()
-        if s.endswith("%"):
-            return int(num_rows * float(s[:-1]) / 100)
-        if s.isdigit():
-            return int(s)
-        return parse_size(s) // max(row_bytes, 1)
-
-
-def _int_list(v, name: str) -> list[int]:
-    if isinstance(v, str):
-        v = [p for p in v.replace(" ", "").split(",") if p]
-    try:
-        out = [int(x) for x in v]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be comma-separated integers, got {v!r}") from None
-    if not out or any(x == 0 or x < -1 for x in out):
-        raise ValueError(f"{name} must be positive integers or -1 (all neighbours), got {out}")
-    return out
+        return None if self.cache_size is None else size_in_rows(self.cache_size, num_rows, row_bytes)
 
 
 def read_config_file(path: str | Path) -> dict:
     """Settings from a .yaml/.yml/.toml/.json file, checked against TrainConfig's fields."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: config file does not exist")
-    text = path.read_text()
-    try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text) or {}
-    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: cannot parse ({e})") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of settings, found {type(data).__name__}")
-    data = {k.replace("-", "_"): v for k, v in data.items()}
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
-    return data
+    return read_settings(path, {f.name for f in fields(TrainConfig)})
 
 
 def make_config(file: str | Path | None = None, **overrides) -> TrainConfig:

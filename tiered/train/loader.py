@@ -9,7 +9,6 @@ can resume it exactly.
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from ..dataset import Dataset, open_dataset
 from ..executor import Executor
 from ..inspector import inspect
 from ..manager import PlacementError, TierManager
+from ..memory import available_memory
 from ..plan import CacheState, make_policy
 from ..plan.policy import CachePolicy
 from ..sampling import NeighborSampler
@@ -57,25 +57,6 @@ class Placement:
         return (f"features on {self.features_on}, indices on {self.indices_on}, {caches}; "
                 f"batches up to {self.batch_rows} rows reserve "
                 f"{format_size(sum(self.batch_bytes.values()))}")
-
-
-def available_memory() -> int:
-    """MemAvailable, capped by a cgroup limit (what a default budget may use)."""
-    avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                avail = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(path).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit():
-            avail = min(avail, int(text))
-    return avail
 
 
 class NodeLoader:
