@@ -27,36 +27,17 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, Sequence
 
-import numba
 import numpy as np
 import torch
 
 from .batch import Batch
-from .gather import as_byte_rows
+from .gather import as_byte_rows, assemble_rows, copy_rows
 from .inspector import Superbatch
 from .plan.plan import CacheState
 from .tiers.base import Tier
 
 
 _RESTORE_ROWS = 1 << 16         # rows read per step when refilling the caches on resume
-
-
-@numba.njit(nogil=True, parallel=True, cache=True)
-def _assemble(slab, staging, row_loc, out):
-    """out[j] = slab[row_loc[j]] (a level-0 hit) or staging[-row_loc[j] - 1] (load j)."""
-    for j in numba.prange(row_loc.shape[0]):
-        s = row_loc[j]
-        if s >= 0:
-            out[j, :] = slab[s, :]
-        else:
-            out[j, :] = staging[-s - 1, :]
-
-
-@numba.njit(nogil=True, parallel=True, cache=True)
-def _scatter_from(dst, slots, src, rows):
-    """dst[slots[i]] = src[rows[i]] (distinct slots)."""
-    for i in numba.prange(slots.shape[0]):
-        dst[slots[i], :] = src[rows[i], :]
 
 
 @dataclass
@@ -188,7 +169,7 @@ class Executor:
                 slots = state.slot[part].astype(np.int64)
                 rows = self.backing.read_rows(ids)
                 if k == 0:
-                    _scatter_from(as_byte_rows(self.slab), slots, as_byte_rows(rows),
+                    copy_rows(as_byte_rows(self.slab), slots, as_byte_rows(rows),
                                   np.arange(len(ids), dtype=np.int64))
                 else:
                     self.cache_tiers[k - 1].write_rows(slots, rows)
@@ -241,7 +222,7 @@ class Executor:
             sel = np.flatnonzero(bp.move_level == lv)
             slots = bp.move_slot[sel].astype(np.int64)
             if lv == 0:
-                _scatter_from(as_byte_rows(self.slab), slots, as_byte_rows(src), rows[sel])
+                copy_rows(as_byte_rows(self.slab), slots, as_byte_rows(src), rows[sel])
             else:
                 self.cache_tiers[lv - 1].write_rows(slots, np.ascontiguousarray(src[rows[sel]]))
         self.stats.seconds["move"] += time.perf_counter() - t0
@@ -259,7 +240,7 @@ class Executor:
     def _assemble_cpu(self, bp, staging) -> tuple[int, torch.Tensor]:
         t0 = time.perf_counter()
         slot, xt = self._ring.take(len(bp.row_loc))
-        _assemble(as_byte_rows(self.slab), as_byte_rows(staging), bp.row_loc,
+        assemble_rows(as_byte_rows(self.slab), as_byte_rows(staging), bp.row_loc,
                   as_byte_rows(xt.numpy()))
         self.stats.seconds["assemble"] += time.perf_counter() - t0
         return slot, xt
@@ -305,7 +286,7 @@ class Executor:
         """For zero-copy: the rows that moves copy out of the batch, assembled on the host."""
         from_x = np.flatnonzero(bp.move_src_level < 0)
         rows = np.empty((len(from_x),) + self.row_shape, self.np_dtype)
-        _assemble(as_byte_rows(self.slab), as_byte_rows(staging),
+        assemble_rows(as_byte_rows(self.slab), as_byte_rows(staging),
                   bp.row_loc[bp.move_src[from_x].astype(np.int64)], as_byte_rows(rows))
         move_src = bp.move_src.copy()
         move_src[from_x] = np.arange(len(from_x), dtype=move_src.dtype)

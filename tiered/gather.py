@@ -56,3 +56,23 @@ def scatter_rows(dst: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> None:
     d, r = as_byte_rows(dst), as_byte_rows(rows)
     kernel = _scatter_parallel if r.nbytes >= _PARALLEL_BYTES else _scatter_serial
     kernel(d, ids, r)
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def copy_rows(dst, dst_idx, src, src_idx):
+    """dst[dst_idx[i]] = src[src_idx[i]] on byte rows (distinct destinations): cache fills and
+    write-backs move rows between a cache slab and staging buffers with this."""
+    for i in numba.prange(dst_idx.shape[0]):
+        dst[dst_idx[i], :] = src[src_idx[i], :]
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def assemble_rows(slab, staging, row_loc, out):
+    """A batch from a plan's row_loc, on byte rows: out[j] = slab[row_loc[j]] (a cache hit) or
+    staging[-row_loc[j] - 1] (load j of the batch, just read)."""
+    for j in numba.prange(row_loc.shape[0]):
+        s = row_loc[j]
+        if s >= 0:
+            out[j, :] = slab[s, :]
+        else:
+            out[j, :] = staging[-s - 1, :]

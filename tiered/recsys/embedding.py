@@ -37,28 +37,10 @@ from dataclasses import dataclass, fields
 import numba
 import numpy as np
 
-from ..gather import as_byte_rows
+from ..gather import as_byte_rows, assemble_rows, copy_rows
 from ..plan.plan import BatchPlan, Plan
 from ..tiers.base import Tier
 from .optim import RowOptimizer
-
-
-@numba.njit(nogil=True, parallel=True, cache=True)
-def _assemble(slab, staging, row_loc, out):
-    """out[j] = slab[row_loc[j]] (a hit) or staging[-row_loc[j] - 1] (load j)."""
-    for j in numba.prange(row_loc.shape[0]):
-        s = row_loc[j]
-        if s >= 0:
-            out[j, :] = slab[s, :]
-        else:
-            out[j, :] = staging[-s - 1, :]
-
-
-@numba.njit(nogil=True, parallel=True, cache=True)
-def _copy_rows(dst, dst_idx, src, src_idx):
-    """dst[dst_idx[i]] = src[src_idx[i]] (distinct destinations)."""
-    for i in numba.prange(dst_idx.shape[0]):
-        dst[dst_idx[i], :] = src[src_idx[i], :]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -213,11 +195,11 @@ class EmbeddingTable:
                 self.backing.read_rows(bp.load_ids, staging)
             else:
                 self.backing.read_rows(bp.load_ids[miss], self._buffer("_out", loaded))
-                _copy_rows(as_byte_rows(staging), miss, as_byte_rows(self._out), np.arange(loaded))
+                copy_rows(as_byte_rows(staging), miss, as_byte_rows(self._out), np.arange(loaded))
                 hit = np.flatnonzero(cached >= 0)
-                _copy_rows(as_byte_rows(staging), hit, as_byte_rows(self.slab),
+                copy_rows(as_byte_rows(staging), hit, as_byte_rows(self.slab),
                            cached[hit].astype(np.int64))
-            _assemble(as_byte_rows(self.slab), as_byte_rows(staging), bp.row_loc,
+            assemble_rows(as_byte_rows(self.slab), as_byte_rows(staging), bp.row_loc,
                       as_byte_rows(rows))
         self.stats.bytes_read += self.backing.stats.bytes_read - before
         self.stats.read_seconds += time.perf_counter() - t0
@@ -249,20 +231,20 @@ class EmbeddingTable:
         nl = _apply_plan(bp.row_ids, bp.move_ids, bp.move_slot, bp.evict_slot, self.node_slot,
                          self.slot_node, self.dirty, cur, leaving, leaving_ids, stays)
         held = np.flatnonzero(cur >= 0)         # rows cached at the batch start: new values
-        _copy_rows(slab, cur[held], r, held)
+        copy_rows(slab, cur[held], r, held)
         if nl:                                  # dirty rows leaving the slab, by id
             leaving, ids = leaving[:nl], leaving_ids[:nl]
             order = np.argsort(ids)
             out = self._buffer("_out", nl)
-            _copy_rows(as_byte_rows(out), np.arange(nl), slab, leaving[order])
+            copy_rows(as_byte_rows(out), np.arange(nl), slab, leaving[order])
             self._write(ids[order], out)
-        _copy_rows(slab, bp.move_slot.astype(np.int64), r, bp.move_src.astype(np.int64))
+        copy_rows(slab, bp.move_slot.astype(np.int64), r, bp.move_src.astype(np.int64))
         gone = np.flatnonzero(~stays)           # batch rows not cached after the batch
         if len(gone):
             ids = bp.row_ids[gone].astype(np.int64)
             order = np.argsort(ids)
             out = self._buffer("_out", len(gone))
-            _copy_rows(as_byte_rows(out), np.arange(len(gone)), r, gone[order])
+            copy_rows(as_byte_rows(out), np.arange(len(gone)), r, gone[order])
             self._write(ids[order], out)
 
     def flush(self) -> int:
