@@ -5,9 +5,19 @@ Run under the machine-wide lock (it uses both cores for minutes):
     flock /tmp/tiered-heavy.lock .venv/bin/python bench/bench_inspector.py
 
 The synthetic graph (Chung-Lu, power-law in- and out-degrees; 10M nodes,
-120M edges by default) is generated once and cached under
-$TIERED_BENCH_DIR/inspector (default /work/bigdata/bench/inspector).
-Prints tables and writes bench/out/bench_inspector.json.
+120M edges by default) is read from --graph, or generated once there when it is
+missing. Prints tables and writes bench/out/bench_inspector.json:
+
+1. sampling throughput, `indices` in DRAM vs on the SSD tier, without and with
+   the neighbour cache (page cache, two scores), and PyG's NeighborLoader on the
+   same seeds, in DRAM and over an np.memmap inside a cgroup of the same memory
+   budget as our 25% page cache;
+2. which neighbour cache saves most SSD page reads at a given budget (lists ranked
+   as Ginex does vs pages), by simulation on the same batches;
+3. per cache policy and cache size (5/10/20/40% of the rows): hit rate, rows and
+   bytes read, plan time per superbatch and its share of the inspector's time;
+4. the two-level (DRAM + PMem) plan's cost against the exact minimum on small traces;
+5. DRAM held per node between superbatches.
 """
 from __future__ import annotations
 
@@ -22,12 +32,24 @@ import numba
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH_DIR, drop_file_cache, machine, print_table, write_json  # noqa: E402
+from common import BENCH_DIR, drop_file_cache, machine, write_json  # noqa: E402
 
 from tiered.format import read_array_layout, write_array  # noqa: E402
 from tiered.sampling.rng import mix64  # noqa: E402
 
 _INV53 = 1.0 / 9007199254740992.0
+DEFAULT_GRAPH = Path("/work/bigdata/inspector/powerlaw-10M-120M")
+CGROUP_ROOT = Path("/sys/fs/cgroup/memory")
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    """columns: (key, header, format spec); a row without the key shows '-'."""
+    cells = [[format(r[k], f) if r.get(k) is not None else "-" for k, _, f in columns]
+             for r in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (_, h, _) in enumerate(columns)]
+    print("  ".join(h.rjust(w) for (_, h, _), w in zip(columns, widths)))
+    for c in cells:
+        print("  ".join(x.rjust(w) for x, w in zip(c, widths)))
 
 
 @numba.njit(nogil=True, parallel=True, cache=True)
@@ -192,7 +214,7 @@ def cache_choice(indptr, indices, fanouts, test_batches, warm_batches, budgets, 
 def bench_sampling(graph: Path, indptr, indices, fanouts, batches, ssd_batches, warm, budgets,
                    threads) -> list[dict]:
     from tiered.format import read_array_layout
-    from tiered.sampling import NeighborCache, NeighborSampler, page_reads
+    from tiered.sampling import NeighborCache, NeighborSampler, page_degree_score, page_reads
     rows = []
     for t in threads:
         numba.set_num_threads(t)
@@ -213,22 +235,64 @@ def bench_sampling(graph: Path, indptr, indices, fanouts, batches, ssd_batches, 
         score = page_reads(indptr, tier, fanouts, warm, range(5000, 5000 + len(warm)),
                            chunk_batches=32)
         score_s = time.perf_counter() - t0
-        for frac in budgets:
+        t0 = time.perf_counter()
+        degree = page_degree_score(indptr, tier, max(fanouts))
+        degree_s = time.perf_counter() - t0
+        runs = [(f, "sampled page reads", score, score_s) for f in budgets] + \
+            [(0.25, "degree estimate", degree, degree_s)]
+        for frac, name, sc, sc_s in runs:
             t0 = time.perf_counter()
-            cache = NeighborCache.build(tier, int(frac * indices.nbytes), score)
+            cache = NeighborCache.build(tier, int(frac * indices.nbytes), sc)
             build = time.perf_counter() - t0
             s = NeighborSampler(indptr, tier, fanouts, seed=0, neighbor_cache=cache,
                                 chunk_batches=32)
-            row = sampling_row(f"SSD, chunks of 32, page cache {frac:.0%} of indices", s,
+            row = sampling_row(f"SSD, chunks of 32, page cache {frac:.0%} ({name})", s,
                                ssd_batches, 1000, tier)
-            row.update(cache_MB=cache.nbytes / 1e6, build_s=build, score_s=score_s)
+            row.update(cache_MB=cache.nbytes / 1e6, build_s=build, score_s=sc_s, budget=frac)
             rows.append(row)
     return rows
 
 
-def bench_pyg(indptr, indices, batches, fanouts, batch_size, workdir: Path) -> dict | None:
-    """torch_geometric's NeighborLoader on the same graph and seeds, in its own venv."""
+def _pyg_run(py: Path, files: list[str], fanouts, batch_size: int, extra: list[str],
+             limit: int | None = None, timeout: float | None = None) -> dict:
+    """One run of bench/pyg_neighbor_loader.py, inside a memory cgroup of `limit` bytes,
+    stopped after `timeout` seconds."""
     import subprocess
+    cg = None
+    if limit is not None:
+        cg = CGROUP_ROOT / f"tiered-bench-pyg-{os.getpid()}"
+        cg.mkdir()
+        (cg / "memory.limit_in_bytes").write_text(str(limit))
+
+    def enter() -> None:
+        if cg is not None:
+            (cg / "tasks").write_text(str(os.getpid()))
+
+    try:
+        out = {}
+        try:
+            res = subprocess.run([str(py), str(Path(__file__).parent / "pyg_neighbor_loader.py"),
+                                  *files, ",".join(map(str, fanouts)), str(batch_size), *extra],
+                                 capture_output=True, text=True, preexec_fn=enter, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            res = None
+        if cg is not None:
+            out["cgroup_max_usage"] = int((cg / "memory.max_usage_in_bytes").read_text())
+    finally:
+        if cg is not None:
+            cg.rmdir()
+    if res is None:
+        return {**out, "error": f"stopped after {timeout:.0f} s"}
+    if res.returncode != 0:
+        return {**out, "error": (res.stderr.strip().splitlines() or ["killed"])[-1]}
+    return {**out, **json.loads(res.stdout.strip().splitlines()[-1])}
+
+
+def bench_pyg(indptr, indices, batches, mmap_batches, fanouts, batch_size, workdir: Path,
+              budget: int, mmap_timeout: float) -> dict | None:
+    """torch_geometric's NeighborLoader on the same graph and seeds, in its own venv: with the
+    topology in DRAM, and over an np.memmap of int64 indices in a cgroup whose limit is the
+    process's own size plus `budget` bytes (the same DRAM our SSD sampler's page cache gets)."""
     venv = Path(os.environ.get("PYG_VENV", "/work/bigdata/pygvenv"))
     py = venv / "bin" / "python"
     if not py.exists():
@@ -236,30 +300,66 @@ def bench_pyg(indptr, indices, batches, fanouts, batch_size, workdir: Path) -> d
               "skipping the PyG comparison")
         return None
     workdir.mkdir(parents=True, exist_ok=True)
-    for name, arr in (("indptr", indptr), ("indices", indices)):
-        path = workdir / f"{name}.npy"
-        if not path.exists():
-            np.save(path, arr)
+    if not (workdir / "indptr.npy").exists():
+        np.save(workdir / "indptr.npy", indptr)
+    i64 = workdir / "indices_int64.npy"
+    if not i64.exists():
+        out = np.lib.format.open_memmap(i64, mode="w+", dtype=np.int64, shape=indices.shape)
+        for s in range(0, len(indices), 1 << 24):
+            out[s:s + (1 << 24)] = indices[s:s + (1 << 24)]
+        out.flush()
+        del out
     np.save(workdir / "seeds.npy", np.concatenate(batches))
-    res = subprocess.run([str(py), str(Path(__file__).parent / "pyg_neighbor_loader.py"),
-                          str(workdir / "indptr.npy"), str(workdir / "indices.npy"),
-                          str(workdir / "seeds.npy"), ",".join(map(str, fanouts)),
-                          str(batch_size)], capture_output=True, text=True)
-    if res.returncode != 0:
-        print("PyG run failed:\n" + res.stderr[-2000:])
-        return None
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    np.save(workdir / "seeds_mmap.npy", np.concatenate(mmap_batches))
+    files = [str(workdir / "indptr.npy"), str(i64)]
+    result = {"dram": _pyg_run(py, files + [str(workdir / "seeds.npy")], fanouts, batch_size, [])}
+    probe = _pyg_run(py, files + [str(workdir / "seeds_mmap.npy")], fanouts, batch_size,
+                     ["--mmap", "--probe"])
+    if "rss" in probe:
+        limit = probe["rss"] + budget
+        drop_file_cache(i64)
+        run = _pyg_run(py, files + [str(workdir / "seeds_mmap.npy")], fanouts, batch_size,
+                       ["--mmap"], limit=limit, timeout=mmap_timeout)
+        result["mmap"] = {**run, "probe_rss": probe["rss"], "budget": budget, "limit": limit}
+    else:
+        result["mmap"] = probe
+    return result
 
 
 # ---------------------------------------------------------------------------------------
 # plans
 
-def bench_plans(sampler, train, batch_size, superbatch, num_batches, fracs, indptr) -> dict:
-    """Rows loaded per epoch by each policy and cache size; plan time vs sampling time."""
+def pages_read(plan, rows_per_page: int) -> int:
+    """Distinct pages of the backing tier a plan's loads touch, batch by batch (a page read
+    once per batch serves every row on it)."""
+    back = plan.load_level == plan.num_levels
+    ids = plan.load_ids.astype(np.int64) // rows_per_page
+    new = np.ones(len(ids), bool)
+    new[1:] = (ids[1:] != ids[:-1]) | (plan.load_level[1:] != plan.load_level[:-1])
+    starts = plan.load_ptr[:-1][np.diff(plan.load_ptr) > 0]
+    new[starts] = True
+    return int(np.count_nonzero(new & back))
+
+
+def ssd_page_iops(row_bytes: int) -> float | None:
+    """4 KiB pages/s the SSD tier gathered in bench/out/ssd_gather.json (median over its runs
+    with rows of this size), to turn a plan's page reads into seconds; None without it."""
+    path = Path(__file__).parent / "out" / "ssd_gather.json"
+    if not path.exists():
+        return None
+    runs = [r["tiered_page_iops"] for r in json.loads(path.read_text())["results"]
+            if r.get("row_bytes") == row_bytes and r.get("tiered_page_iops")]
+    return float(np.median(runs)) if runs else None
+
+
+def bench_plans(sampler, train, batch_size, superbatch, num_batches, fracs, indptr,
+                row_bytes: int) -> dict:
+    """Per policy and cache size: rows and bytes loaded, plan time per superbatch vs sampling."""
     from tiered.inspector import batch_key
     from tiered.plan import AccessTrace, access_counts, make_policy
     n = sampler.num_nodes
     in_degree = np.diff(indptr)
+    rows_per_page = max(1, 4096 // row_bytes)
     seeds = np.random.default_rng(7).permutation(train)[: num_batches * batch_size]
     groups = [[seeds[(g + i) * batch_size:(g + i + 1) * batch_size]
                for i in range(min(superbatch, num_batches - g))]
@@ -267,40 +367,57 @@ def bench_plans(sampler, train, batch_size, superbatch, num_batches, fracs, indp
     warm = sampler.sample([train[i * batch_size:(i + 1) * batch_size] for i in range(8)],
                           [batch_key(99, i) for i in range(8)])
     freq = access_counts(AccessTrace.of(warm, n))
+    names = ("belady", "lru", "sieve", "static in-degree", "static sampled", "none")
     policies = {}
     for f in fracs:
         C = int(f * n)
-        policies[("belady", f)] = make_policy("belady", [C], n)
-        policies[("lru", f)] = make_policy("lru", [C], n)
-        policies[("sieve", f)] = make_policy("sieve", [C], n)
+        for name in names[:3]:
+            policies[(name, f)] = make_policy(name, [C], n)
         policies[("static in-degree", f)] = make_policy("static", [C], n, score=in_degree)
         policies[("static sampled", f)] = make_policy("static", [C], n, score=freq)
-    loads = {k: 0 for k in policies}
-    plan_s = {k: 0.0 for k in policies}
-    plan_bytes = 0
-    sample_s = 0.0
+    policies[("none", 0.0)] = make_policy("none", 0, n)
+    loads = dict.fromkeys(policies, 0)
+    pages = dict.fromkeys(policies, 0)
+    plan_s = {k: [] for k in policies}
+    sample_s = []
+    plan_bytes = 0.0
     accesses = 0
     first = 0
     for g in groups:
         t0 = time.perf_counter()
         sb = sampler.sample(g, [batch_key(0, first + i) for i in range(len(g))])
-        sample_s += time.perf_counter() - t0
+        sample_s.append(time.perf_counter() - t0)
         first += len(g)
         accesses += sb.num_accesses
         trace = AccessTrace.of(sb, n)
         for k, pol in policies.items():
             t0 = time.perf_counter()
             plan = pol.plan(trace)
-            plan_s[k] += time.perf_counter() - t0
+            plan_s[k].append(time.perf_counter() - t0)
             loads[k] += plan.backing_loads
+            pages[k] += pages_read(plan, rows_per_page)
             if k == ("belady", fracs[1]):
                 plan_bytes = max(plan_bytes, plan.nbytes / sb.num_accesses)
+            del plan
         del sb, trace
+    iops = ssd_page_iops(row_bytes)
+    table = []
+    for (name, f), pol in policies.items():
+        per_sb = float(np.mean(plan_s[(name, f)]))
+        smp = float(np.mean(sample_s))
+        load = pages[(name, f)] / len(groups) / iops if iops else None
+        table.append({"policy": name, "cache": f, "hit_rate": 1 - loads[(name, f)] / accesses,
+                      "rows_M": loads[(name, f)] / 1e6,
+                      "GB_rows": loads[(name, f)] * row_bytes / 1e9,
+                      "GB_pages": pages[(name, f)] * 4096 / 1e9,
+                      "plan_s_per_sb": per_sb, "plan_share": per_sb / (per_sb + smp),
+                      "load_s_per_sb": load,
+                      "plan_share_epoch": per_sb / (per_sb + smp + load) if load else None,
+                      "state_MB": pol.nbytes / 1e6})
     return {"batches": num_batches, "superbatch": superbatch, "accesses": accesses,
-            "sample_seconds": sample_s, "plan_bytes_per_access": plan_bytes,
-            "loads": {f"{k[0]} @ {k[1]:.0%}": v for k, v in loads.items()},
-            "plan_seconds": {f"{k[0]} @ {k[1]:.0%}": v for k, v in plan_s.items()},
-            "policies": sorted({k[0] for k in policies}), "fracs": list(fracs)}
+            "row_bytes": row_bytes, "ssd_page_iops": iops, "sample_seconds_per_sb": sample_s,
+            "plan_seconds_per_sb": {f"{k[0]} @ {k[1]:.0%}": v for k, v in plan_s.items()},
+            "plan_bytes_per_access": plan_bytes, "table": table, "fracs": list(fracs)}
 
 
 def bench_multitier(trials: int = 40) -> dict:
@@ -330,9 +447,10 @@ def dram_bytes(n: int, fracs, indices_nbytes: int) -> list[dict]:
     """Bytes per node of what the inspector keeps between superbatches (measured on objects)."""
     from tiered.plan import BeladyPolicy, CacheState, LRUPolicy
     from tiered.sampling import NeighborCache
+    one_page = NeighborCache(indices_nbytes // 4, np.zeros(1, np.int64), np.zeros(1024, np.int32))
     rows = [{"what": "indptr (int64, the topology)", "bytes": 8 * (n + 1)},
-            {"what": "neighbour cache membership (bitmap + rank)",
-             "bytes": NeighborCache.empty(n).bits.nbytes + NeighborCache.empty(n).rank.nbytes}]
+            {"what": "neighbour cache membership (bitmap + rank over pages)",
+             "bytes": one_page.bits.nbytes + one_page.rank.nbytes}]
     pol = BeladyPolicy([1], n)
     rows.append({"what": "Belady next-use scratch (int32)", "bytes": pol._scratch.nbytes})
     for f in fracs:
@@ -348,29 +466,39 @@ def dram_bytes(n: int, fracs, indices_nbytes: int) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nodes", type=int, default=10_000_000)
-    ap.add_argument("--edges", type=int, default=120_000_000)
+    ap.add_argument("--graph", type=Path, default=DEFAULT_GRAPH if DEFAULT_GRAPH.is_dir() else
+                    None, help=f"graph directory (indptr, indices) [{DEFAULT_GRAPH}]")
+    ap.add_argument("--nodes", type=int, default=10_000_000, help="when generating")
+    ap.add_argument("--edges", type=int, default=120_000_000, help="when generating")
     ap.add_argument("--alpha", type=float, default=0.6, help="power-law exponent of the degree ranks")
     ap.add_argument("--fanouts", default="15,10,5")
     ap.add_argument("--batch-size", type=int, default=1024)
-    ap.add_argument("--batches", type=int, default=64, help="batches timed in DRAM")
+    ap.add_argument("--batches", type=int, default=32, help="batches timed in DRAM")
     ap.add_argument("--ssd-batches", type=int, default=16, help="batches timed on the SSD tier")
     ap.add_argument("--superbatch", type=int, default=64)
     ap.add_argument("--epoch-batches", type=int, default=192, help="batches of the policy table")
+    ap.add_argument("--row-bytes", type=int, default=512, help="feature row size for bytes read")
+    ap.add_argument("--pyg-batches", type=int, default=16, help="batches PyG samples in DRAM")
+    ap.add_argument("--pyg-mmap-batches", type=int, default=4,
+                    help="batches PyG samples over np.memmap (slow: page faults)")
+    ap.add_argument("--pyg-mmap-timeout", type=float, default=180,
+                    help="seconds before the memmap run is stopped (it thrashes at small budgets)")
     ap.add_argument("--skip-pyg", action="store_true")
     args = ap.parse_args()
     fanouts = [int(f) for f in args.fanouts.split(",")]
-    fracs = (0.05, 0.10, 0.25)
-    graph = power_law_graph(BENCH_DIR / "inspector" / f"powerlaw-{args.nodes}-{args.edges}",
-                            args.nodes, args.edges, args.alpha, args.alpha)
+    fracs = (0.05, 0.10, 0.20, 0.40)
+    graph = args.graph or BENCH_DIR / "inspector" / f"powerlaw-{args.nodes}-{args.edges}"
+    graph = power_law_graph(graph, args.nodes, args.edges, args.alpha, args.alpha)
     indptr = read_array_layout(graph, "indptr").read_all()
     indices = read_array_layout(graph, "indices").read_all()
     n = len(indptr) - 1
     train = np.random.default_rng(0).permutation(n)[: n // 10]
     bs = args.batch_size
     batches = [train[i * bs:(i + 1) * bs] for i in range(args.batches)]
-    result = {"machine": machine(), "args": vars(args), "graph": json.loads(
-        (graph / "graph.json").read_text()), "numba_threads": numba.get_num_threads()}
+    result = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
+              "graph": json.loads((graph / "graph.json").read_text()),
+              "numba_threads": numba.get_num_threads()}
+    t_start = time.perf_counter()
 
     print(f"== sampling: {n:,} nodes, {len(indices):,} edges, fanouts {fanouts}, batch {bs}")
     threads = sorted({1, numba.get_num_threads()})
@@ -381,54 +509,67 @@ def main() -> None:
     result["sampling"] = rows
     result["touched_per_batch"] = rows[0]["nodes_per_batch"] / n
     if not args.skip_pyg:
-        pyg = bench_pyg(indptr, indices, batches, fanouts, bs, BENCH_DIR / "inspector" / "pyg")
+        budget = next((int(r["cache_MB"] * 1e6) for r in rows if r.get("budget") == 0.25), 0)
+        pyg = bench_pyg(indptr, indices, batches[: args.pyg_batches + 1],
+                        batches[: args.pyg_mmap_batches + 1], fanouts,
+                        bs, BENCH_DIR / "inspector" / "pyg", budget, args.pyg_mmap_timeout)
         result["pyg"] = pyg
-        if pyg:
-            for mode in ("loader", "raw"):
-                rows.append({"config": f"PyG 2.8.1 NeighborLoader ({mode})",
-                             "batches": pyg[mode]["batches"], "seconds": pyg[mode]["seconds"],
-                             "edges_per_s": pyg[mode]["edges_per_s"],
-                             "nodes_per_s": pyg[mode]["nodes_per_s"],
-                             "nodes_per_batch": pyg[mode]["nodes"] / pyg[mode]["batches"]})
-    print_table(rows, [("config", "config", "s"), ("seconds", "s", ".2f"),
-                       ("edges_per_s", "edges/s", ",.0f"), ("nodes_per_s", "nodes/s", ",.0f"),
-                       ("nodes_per_batch", "nodes/batch", ",.0f"), ("tier_MB", "SSD MB", ".0f"),
-                       ("tier_MBps", "SSD MB/s", ".0f"), ("from_cache", "from cache", ".1%")])
+        for mode, what in (("dram", "loader"), ("dram", "raw"), ("mmap", "loader")):
+            r = (pyg or {}).get(mode, {})
+            if what in r:
+                v = r[what]
+                name = ("PyG NeighborLoader" if what == "loader" else "PyG neighbor_sample") + \
+                    (", indices in DRAM" if mode == "dram" else
+                     f", np.memmap, cgroup {r['limit'] / 1e6:.0f} MB (RSS + {budget / 1e6:.0f} MB)")
+                rows.append({"config": name, "batches": v["batches"], "seconds": v["seconds"],
+                             "edges_per_s": v["edges_per_s"], "nodes_per_s": v["nodes_per_s"],
+                             "nodes_per_batch": v["nodes"] / v["batches"]})
+            elif r.get("error"):
+                print(f"PyG {mode} run failed: {r['error']}")
+    print_table(rows, [("config", "config", "s"), ("batches", "batches", "d"),
+                       ("seconds", "s", ".2f"), ("edges_per_s", "edges/s", ",.0f"),
+                       ("nodes_per_s", "nodes/s", ",.0f"),
+                       ("nodes_per_batch", "nodes/batch", ",.0f"),
+                       ("tier_MB", "SSD MB", ".0f"), ("tier_MBps", "SSD MB/s", ".0f"),
+                       ("from_cache", "from cache", ".1%"), ("cache_MB", "cache MB", ".0f")])
     print(f"one batch touches {result['touched_per_batch']:.1%} of the nodes")
+    write_json("bench_inspector", result)
 
     print("\n== neighbour cache: pages of indices read per kind of cache (simulated, same budget)")
     choice = cache_choice(indptr, indices, fanouts, ssd, warm, (0.10, 0.25, 0.50), 32)
     result["cache_choice"] = choice
+    write_json("bench_inspector", result)              # partial results survive a timeout
     print_table(choice, [("cache", "cache", "s"), ("budget", "budget", ".0%"),
                          ("pages", "pages read", ",d"), ("share", "of no cache", ".1%")])
 
-    print(f"\n== plans: {args.epoch_batches} batches, superbatch {args.superbatch}")
+    print(f"\n== plans: {args.epoch_batches} batches, superbatch {args.superbatch}, rows of "
+          f"{args.row_bytes} B")
     from tiered.sampling import NeighborSampler
     plans = bench_plans(NeighborSampler(indptr, indices, fanouts, seed=0), train, bs,
-                        args.superbatch, args.epoch_batches, fracs, indptr)
+                        args.superbatch, args.epoch_batches, fracs, indptr, args.row_bytes)
     result["plans"] = plans
-    prow = []
-    for pol in ("belady", "lru", "sieve", "static in-degree", "static sampled"):
-        r = {"policy": pol}
-        for f in fracs:
-            k = f"{pol} @ {f:.0%}"
-            r[f"{f:.0%}"] = plans["loads"][k] / 1e6
-            r[f"t{f:.0%}"] = plans["plan_seconds"][k] / plans["sample_seconds"]
-        prow.append(r)
-    print(f"rows loaded per epoch (millions; {plans['accesses'] / 1e6:.1f}M rows requested) and "
-          f"plan time / sampling time ({plans['sample_seconds']:.1f}s of sampling)")
-    print_table(prow, [("policy", "policy", "s")] +
-                [(f"{f:.0%}", f"loads @{f:.0%}", ".2f") for f in fracs] +
-                [(f"t{f:.0%}", f"plan/sample @{f:.0%}", ".1%") for f in fracs])
+    write_json("bench_inspector", result)
+    print(f"{plans['accesses'] / 1e6:.1f}M rows requested; sampling "
+          f"{np.mean(plans['sample_seconds_per_sb']):.2f} s per superbatch")
+    print_table(plans["table"], [("policy", "policy", "s"), ("cache", "cache", ".0%"),
+                                 ("hit_rate", "hit rate", ".3f"),
+                                 ("rows_M", "rows read (M)", ".2f"), ("GB_rows", "GB (rows)", ".2f"),
+                                 ("GB_pages", "GB (4K pages)", ".2f"),
+                                 ("plan_s_per_sb", "plan s/superbatch", ".3f"),
+                                 ("plan_share", "plan / (sample+plan)", ".1%"),
+                                 ("load_s_per_sb", "SSD reads s/sb (est.)", ".1f"),
+                                 ("plan_share_epoch", "plan / epoch (serial)", ".1%"),
+                                 ("state_MB", "policy MB", ".0f")])
     for f in fracs:
-        col = {p: plans["loads"][f"{p} @ {f:.0%}"] for p in plans["policies"]}
-        print(f"  cache {f:.0%}: Belady minimum: {col['belady'] == min(col.values())}; "
+        col = {r["policy"]: r["rows_M"] for r in plans["table"] if r["cache"] == f}
+        print(f"  cache {f:.0%}: Belady fewest rows: {col['belady'] == min(col.values())}; "
               f"LRU / Belady = {col['lru'] / col['belady']:.2f}")
     print(f"plan size: {plans['plan_bytes_per_access']:.1f} B per access (Belady @ 10%)")
 
     print("\n== two-level plan vs exact minimum cost (PMem read 1, backing read 10, PMem write w)")
     mt = bench_multitier()
     result["multitier"] = mt
+    write_json("bench_inspector", result)
     print_table([{"w": k, **v} for k, v in mt["gap"].items()],
                 [("w", "write cost", "s"), ("mean", "mean cost/opt", ".4f"),
                  ("max", "max cost/opt", ".4f"), ("optimal_share", "optimal", ".0%")])
@@ -442,7 +583,8 @@ def main() -> None:
         sum(r["per_node"] for r in dr if "@" not in r["what"])
     result["bytes_per_node_belady_10pct"] = total
     print(f"total for Belady with a 10% cache, indptr included: {total:.2f} B/node")
-    print(f"\nwrote {write_json('bench_inspector', result)}")
+    result["seconds"] = time.perf_counter() - t_start
+    print(f"\nwrote {write_json('bench_inspector', result)} ({result['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

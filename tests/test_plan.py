@@ -1,12 +1,13 @@
-"""Cache plans: Belady is optimal, beats every other policy, and every plan replays exactly."""
+"""Cache plans: Belady is optimal, beats every other policy, every plan replays exactly, and a
+saved policy state resumes planning exactly where it stopped."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tiered.plan import (POLICIES, AccessTrace, BeladyPolicy, NoCache, Plan, access_counts,
-                         make_policy, replay)
+from tiered.plan import (POLICIES, AccessTrace, BeladyPolicy, CacheState, LRUPolicy, NoCache,
+                         Plan, PolicyState, SievePolicy, access_counts, make_policy, replay)
 from tiered.plan.exact import exact_misses, exact_two_level_cost, two_level_cost
 
 
@@ -167,3 +168,114 @@ def test_errors():
         make_policy("lru", [2, 3], 10)
     with pytest.raises(ValueError, match="unknown cache policy"):
         make_policy("fifo", [2], 10)
+
+
+# ---- policy state: checkpoint and resume --------------------------------------------------
+RESUMABLE = [("belady", [30]), ("belady", [10, 15, 20]), ("lru", [30]), ("sieve", [30]),
+             ("static", [30]), ("none", [0])]
+
+
+def _policy(name, caps, n):
+    return make_policy(name, caps, n, score=np.arange(n, 0, -1, dtype=np.float64))
+
+
+def assert_same_batches(a: Plan, a0: int, b: Plan, b0: int, count: int) -> None:
+    """Batches a0.. of plan a equal batches b0.. of plan b, every array of every batch."""
+    for i in range(count):
+        x, y = a.batch(a0 + i), b.batch(b0 + i)
+        for f, v in vars(x).items():
+            assert np.array_equal(v, getattr(y, f)), (a0 + i, f)
+
+
+def assert_same_state(a, b) -> None:
+    for f in ("node", "level", "slot"):
+        assert np.array_equal(getattr(a, f), getattr(b, f)), f
+
+
+@pytest.mark.parametrize("name,caps", RESUMABLE)
+def test_restore_mid_superbatch_plans_as_uninterrupted(name, caps, tmp_path):
+    """state_at(j) saved to disk, restored into a fresh policy: the rest of the superbatch and
+    the next one plan exactly as without interruption (every array, slots included)."""
+    n = 200
+    rng = np.random.default_rng(21)
+    traces = [random_trace(rng, n, 10, 40, 0.9) for _ in range(3)]
+    ref = _policy(name, caps, n)
+    ref.plan(traces[0])
+    start = ref.state()
+    whole = ref.plan(traces[1])
+    after = ref.plan(traces[2])
+    for j in (0, 1, 4, 9, 10):
+        st = ref.state_at(start, traces[1], j)
+        np.savez(tmp_path / "state.npz", **st.to_dict())
+        with np.load(tmp_path / "state.npz") as z:
+            st = PolicyState.from_dict(z)
+        pol = _policy(name, caps, n)
+        pol.restore(st)
+        rest = pol.plan(traces[1].tail(j))
+        replay(rest)
+        assert_same_batches(whole, j, rest, 0, 10 - j)
+        assert_same_state(rest.state_out, whole.state_out)
+        assert_same_batches(after, 0, pol.plan(traces[2]), 0, 10)
+    assert_same_state(ref.state_at(start, traces[1], 10).cache, whole.state_out)
+
+
+def test_mid_superbatch_state_differs_from_its_start():
+    """The mid-superbatch state is really needed: resuming from the superbatch's start state
+    gives another plan for the same batches."""
+    n = 200
+    rng = np.random.default_rng(22)
+    trace = random_trace(rng, n, 10, 40, 0.9)
+    for name, caps in RESUMABLE[:4]:
+        ref = _policy(name, caps, n)
+        start = ref.state()
+        whole = ref.plan(trace)
+        other = _policy(name, caps, n)
+        other.restore(start)
+        late = other.plan(trace.tail(5))
+        rest = np.concatenate([whole.batch(b).load_ids for b in range(5, 10)])
+        assert not np.array_equal(late.load_ids, rest), name
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), caps=st.lists(st.integers(0, 12), min_size=2, max_size=3),
+       j=st.integers(0, 8))
+def test_restored_state_plans_validly_in_any_window(seed, caps, j):
+    """A mid-superbatch state restored before other batches (another window) still plans a
+    sound cache: the rows it carries are re-ordered per next-use bucket, deepest level first."""
+    rng = np.random.default_rng(seed)
+    n = 60
+    a, b = random_trace(rng, n, 8, 15, 0.8), random_trace(rng, n, 6, 15, 0.8)
+    ref = BeladyPolicy(caps, n)
+    start = ref.state()
+    ref.plan(a)
+    pol = BeladyPolicy(caps, n)
+    pol.restore(ref.state_at(start, a, j))
+    replay(pol.plan(b))
+
+
+def test_restore_rejects_foreign_states():
+    n = 50
+    lru = LRUPolicy(5, n)
+    lru.plan(AccessTrace.from_batches([[1, 2, 3]], n))
+    st = lru.state()
+    with pytest.raises(ValueError, match="cannot restore a sieve"):
+        SievePolicy(5, n).restore(st)
+    with pytest.raises(ValueError, match="cannot restore a lru cache \\(6,\\)"):
+        LRUPolicy(6, n).restore(st)
+    bad = PolicyState("lru", (5,), n, CacheState(np.array([1, 2], np.int32), np.zeros(2, np.int8),
+                                                  np.array([0, 3], np.int32)))
+    with pytest.raises(ValueError, match="slots must be 0..1"):
+        LRUPolicy(5, n).restore(bad)
+    dup = PolicyState("belady", (5,), n, CacheState(np.array([1, 1], np.int32), np.zeros(2, np.int8),
+                                                     np.array([0, 1], np.int32)))
+    with pytest.raises(ValueError, match="repeats"):
+        BeladyPolicy(5, n).restore(dup)
+    with pytest.raises(ValueError, match="outside the pinned set"):
+        make_policy("static", 2, n, score=np.arange(n)).restore(
+            PolicyState("static", (2,), n, CacheState(np.array([0], np.int32), np.zeros(1, np.int8),
+                                                      np.array([0], np.int32))))
+    wrong_free = BeladyPolicy(5, n)
+    wrong_free.restore(PolicyState("belady", (5,), n, CacheState.empty(),
+                                   free=np.array([0, 1], np.int32), free_ptr=np.array([0, 2])))
+    with pytest.raises(RuntimeError, match="free slots"):
+        wrong_free.plan(AccessTrace.from_batches([[1, 2]], n))

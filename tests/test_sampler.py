@@ -11,7 +11,6 @@ from tiered import write_array
 from tiered.sampling import (NeighborCache, NeighborSampler, SampledSuperbatch,
                              page_degree_score, page_reads)
 from tiered.sampling.neighbor_cache import PAGE_BYTES
-from tiered.tiers.dram import DRAMTier
 
 
 def power_law_csc(n: int, m: int, seed: int = 0):
@@ -115,6 +114,46 @@ def test_uniform_choice_on_a_star(fanout):
     assert chi2.pvalue > 1e-3, (chi2, counts)
 
 
+@pytest.mark.parametrize("d,k", [(7, 3), (34, 33)])     # Floyd's algorithm, selection sampling
+def test_every_subset_equally_likely(d, k):
+    """Not only each neighbour: each k-subset of a star's d neighbours is drawn uniformly."""
+    from math import comb
+    indptr = np.array([0, d] + [d] * d, np.int64)
+    indices = np.arange(1, d + 1, dtype=np.int32)
+    trials = 100 * comb(d, k)
+    sb = NeighborSampler(indptr, indices, [k], seed=12, chunk_batches=trials).sample(
+        [np.array([0])] * trials, range(trials))
+    picked = sb.node_ids.reshape(trials, k + 1)[:, 1:].astype(np.int64)
+    masks = np.bitwise_or.reduce(np.int64(1) << (picked - 1), axis=1)
+    counts = np.unique(masks, return_counts=True)[1]
+    assert len(counts) == comb(d, k)
+    chi2 = stats.chisquare(counts)
+    assert chi2.pvalue > 1e-3, (chi2, counts)
+
+
+def _sample_in_child(threads: int, chunk: int, seeds) -> SampledSuperbatch:
+    """Sample in a fresh interpreter started with NUMBA_NUM_THREADS = threads (for machines
+    whose default thread count is lower)."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+    code = ("import pickle, sys, numba; sys.path.insert(0, sys.argv[1]); "
+            "from test_sampler import *; seeds = pickle.load(open(sys.argv[2], 'rb')); "
+            f"assert numba.get_num_threads() == {threads}; "
+            f"sb = NeighborSampler(INDPTR, INDICES, FANOUTS, seed=5, chunk_batches={chunk})"
+            ".sample(seeds, range(len(seeds))); pickle.dump(sb, open(sys.argv[2], 'wb'))")
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "io.pkl")
+        with open(path, "wb") as f:
+            pickle.dump(seeds, f)
+        subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__), path], check=True,
+                       env=dict(os.environ, NUMBA_NUM_THREADS=str(threads)))
+        with open(path, "rb") as f:
+            return pickle.load(f)
+
+
 def test_same_batches_with_1_and_2_threads_and_any_chunking():
     rng = np.random.default_rng(4)
     seeds = seed_batches(rng, 9, 60)
@@ -122,10 +161,17 @@ def test_same_batches_with_1_and_2_threads_and_any_chunking():
     try:
         numba.set_num_threads(1)
         one = NeighborSampler(INDPTR, INDICES, FANOUTS, seed=5, chunk_batches=1).sample(seeds, range(9))
-        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        two = NeighborSampler(INDPTR, INDICES, FANOUTS, seed=5, chunk_batches=4).sample(seeds, range(9))
     finally:
         numba.set_num_threads(before)
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        try:
+            numba.set_num_threads(2)
+            two = NeighborSampler(INDPTR, INDICES, FANOUTS, seed=5, chunk_batches=4).sample(
+                seeds, range(9))
+        finally:
+            numba.set_num_threads(before)
+    else:
+        two = _sample_in_child(2, 4, seeds)
     assert_same(one, two)
     other = NeighborSampler(INDPTR, INDICES, FANOUTS, seed=6).sample(seeds, range(9))
     assert not np.array_equal(other.node_ids, one.node_ids)
@@ -134,8 +180,26 @@ def test_same_batches_with_1_and_2_threads_and_any_chunking():
     assert np.array_equal(single.edge_index, one[3].edge_index)
 
 
-class SlowTier(DRAMTier):
-    """A DRAM array seen through the generic tier path (what SSD and PMem take)."""
+def test_indices_on_pmem_give_the_same_batches(tmp_path):
+    """The PMem tier takes the same fetch path as the SSD tier, with and without the cache."""
+    from tiered.tiers import pmemobj
+    if not pmemobj.available():
+        pytest.skip(str(pmemobj.unavailable_reason()))
+    from tiered.tiers.pmem import PMemPool
+    seeds = seed_batches(np.random.default_rng(6), 6, 50)
+    ref = NeighborSampler(INDPTR, INDICES, FANOUTS, seed=9).sample(seeds, range(6))
+    with PMemPool.create(tmp_path / "indices.pool", 32 << 20) as pool:
+        pool.create_array("indices", INDICES.shape, INDICES.dtype, chunk_bytes=1 << 14)
+        tier = pool.tier("indices")
+        tier.load(INDICES)
+        plain = NeighborSampler(INDPTR, tier, FANOUTS, seed=9)
+        assert_same(ref, plain.sample(seeds, range(6)))
+        assert plain.fetched_positions == plain.drawn_positions > 0
+        cache = NeighborCache.build(tier, INDICES.nbytes // 3,
+                                    page_degree_score(INDPTR, tier, FANOUTS[0]))
+        cached = NeighborSampler(INDPTR, tier, FANOUTS, seed=9, neighbor_cache=cache)
+        assert_same(ref, cached.sample(seeds, range(6)))
+        assert cached.fetched_positions < cached.drawn_positions
 
 
 def test_every_tier_and_the_neighbour_cache_give_the_same_batches(tmp_path):
@@ -233,6 +297,41 @@ def test_to_dgl():
     b = NeighborSampler(INDPTR, INDICES, FANOUTS, seed=2).sample_batch(np.arange(10))
     blocks = b.to_dgl()
     assert [(x.num_src_nodes(), x.num_dst_nodes()) for x in blocks] == b.sizes
+
+
+class _FakeBlock:
+    """What dgl.create_block is given, kept for inspection."""
+
+    def __init__(self, data, num_src_nodes, num_dst_nodes):
+        self.src, self.dst = data
+        self.num_src, self.num_dst = num_src_nodes, num_dst_nodes
+        self.srcdata, self.dstdata = {}, {}
+
+
+def test_to_dgl_blocks_without_dgl(monkeypatch):
+    """The DGL conversion, checked against a stand-in dgl module: per layer (outermost first)
+    the block's edges are this layer's global edges, destinations a prefix of the sources."""
+    import sys
+    import types
+    fake = types.ModuleType("dgl")
+    fake.NID = "_ID"
+    fake.create_block = _FakeBlock
+    monkeypatch.setitem(sys.modules, "dgl", fake)
+    b = NeighborSampler(INDPTR, INDICES, FANOUTS, seed=2).sample_batch(np.arange(10))
+    blocks = b.to_dgl()
+    L = len(FANOUTS)
+    assert len(blocks) == L
+    for l, blk in enumerate(blocks):
+        ns, nd = b.sizes[l]
+        assert (blk.num_src, blk.num_dst) == (ns, nd)
+        nid_src, nid_dst = blk.srcdata["_ID"].numpy(), blk.dstdata["_ID"].numpy()
+        assert np.array_equal(nid_src, b.n_id[:ns]) and np.array_equal(nid_dst, nid_src[:nd])
+        src, dst = blk.src.numpy(), blk.dst.numpy()
+        assert src.max() < ns and dst.max() < nd
+        for u, v in zip(nid_src[src], nid_dst[dst]):       # global edge u -> v exists
+            assert u in INDICES[INDPTR[v]:INDPTR[v + 1]]
+        hop = L - l              # the outermost block holds every hop's edges, the last one hop 1's
+        assert len(src) == b.hop_edges[hop - 1]
 
 
 def test_errors():

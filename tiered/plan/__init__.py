@@ -6,7 +6,7 @@ import numpy as np
 from .belady import BeladyPolicy
 from .online import LRUPolicy, NoCache, SievePolicy, StaticPolicy
 from .plan import BatchPlan, CacheState, Plan
-from .policy import CachePolicy
+from .policy import CachePolicy, PolicyState
 from .replay import replay
 from .trace import AccessTrace, access_counts
 
@@ -32,5 +32,6 @@ def make_policy(name: str, capacities, num_nodes: int,
 
 
 __all__ = ["AccessTrace", "access_counts", "Plan", "BatchPlan", "CacheState", "CachePolicy",
+           "PolicyState",
            "BeladyPolicy", "LRUPolicy", "SievePolicy", "StaticPolicy", "NoCache", "make_policy",
            "replay", "POLICIES"]

@@ -18,7 +18,9 @@ a prefix off the highest non-empty bucket, so each cache level is a vector of
 per-bucket cut counters: an interval is in level-k cache iff its rank in its
 bucket is >= cut[k, bucket]. Time O(accesses K + B^2 K), memory ~30 B per access
 while building. Rows with no further use in the superbatch are kept oldest-out
-and carry over, in order, to the next superbatch.
+and carry over, in order, to the next superbatch, with each level's free-slot
+stack. Stopping after any batch gives the state there (cached intervals bucket by
+bucket): restored, it plans the rest of the superbatch exactly as the whole run did.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ import numpy as np
 
 from ..sampling.prefetch import prefetch
 from .plan import CacheState, Plan, finish
-from .policy import CachePolicy
+from .policy import CachePolicy, PolicyState
+from .trace import AccessTrace
 
 _LOW32 = np.int64(0xFFFFFFFF)
 _SHIFT = 12          # accesses per entry of the access -> batch table
@@ -100,12 +103,18 @@ def _level(rho, cut, e, K):
 
 
 @numba.njit(nogil=True, cache=True)
-def _belady(ids, bp, nxt, nbat, st_node, st_level, st_slot, st_first, st_bat, cum, size,
-            acc_level, row_loc, mv_node, mv_level, mv_slot, mv_src_level, mv_src, mv_ptr,
-            ev_node, ev_level, ev_slot, ev_ptr, out_node, out_level, out_slot):
-    """Returns (moves, evictions, rows kept, error: 0 ok, 1 bad state, 2 not nested, 3 full).
+def _belady(ids, bp, nxt, nbat, st_node, st_level, st_slot, st_first, st_bat, fr_in, fr_ptr,
+            cum, size, stop, acc_level, row_loc, mv_node, mv_level, mv_slot, mv_src_level, mv_src,
+            mv_ptr, ev_node, ev_level, ev_slot, ev_ptr, out_node, out_level, out_slot, fr_out,
+            fr_cnt):
+    """Plan batches 0..stop-1. Returns (moves, evictions, rows kept, error: 0 ok,
+    1 bad state, 2 not nested, 3 full, 4 free slots do not match the state).
 
     acc_level[i] / row_loc[i] get the level and slot row i is read from (K: backing).
+    Carried rows of one bucket must come deepest level first. fr_in[fr_ptr[k]:fr_ptr[k+1]]
+    are level k's free slots, the next one taken last (fr_ptr empty: lowest slot first).
+    The state kept (out_*, fr_out / fr_cnt) is the cache before batch `stop`, bucket by
+    bucket in insertion order (at stop = B: the rows with no further use).
     """
     K = cum.shape[0]
     B = bp.shape[0] - 1
@@ -129,13 +138,13 @@ def _belady(ids, bp, nxt, nbat, st_node, st_level, st_slot, st_first, st_bat, cu
     for k in range(K):
         fbase[k + 1] = fbase[k] + size[k]
     used = np.zeros(fbase[K], np.bool_)
-    prev = K
+    prev = np.full(B + 1, K, np.int64)
     for r in range(R):
         lv = st_level[r]
-        if lv > prev or lv < 0:
-            return 0, 0, 0, 1
-        prev = lv
         e = st_bat[r]
+        if lv > prev[e] or lv < 0:
+            return 0, 0, 0, 1
+        prev[e] = lv
         q = base[e] + ins[e]
         ins[e] += 1
         q_tn[q] = (np.int64(st_first[r]) << 32) | st_node[r]
@@ -148,10 +157,22 @@ def _belady(ids, bp, nxt, nbat, st_node, st_level, st_slot, st_first, st_bat, cu
     free = np.empty(fbase[K], np.int32)
     ftop = np.zeros(K, np.int64)
     for k in range(K):
-        for s in range(size[k] - 1, -1, -1):
+        if fr_ptr.shape[0] == 0:
+            for s in range(size[k] - 1, -1, -1):
+                if not used[fbase[k] + s]:
+                    free[fbase[k] + ftop[k]] = s
+                    ftop[k] += 1
+            continue
+        for j in range(fr_ptr[k], fr_ptr[k + 1]):
+            s = fr_in[j]
+            if s < 0 or s >= size[k] or used[fbase[k] + s]:
+                return 0, 0, 0, 4
+            used[fbase[k] + s] = True
+            free[fbase[k] + ftop[k]] = s
+            ftop[k] += 1
+        for s in range(size[k]):
             if not used[fbase[k] + s]:
-                free[fbase[k] + ftop[k]] = s
-                ftop[k] += 1
+                return 0, 0, 0, 4
     # ---- per-step scratch ----------------------------------------------------------------
     maxb = 0
     for t in range(B):
@@ -165,7 +186,7 @@ def _belady(ids, bp, nxt, nbat, st_node, st_level, st_slot, st_first, st_bat, cu
     topk = np.full(K, B, np.int64)
     nm = 0
     ne = 0
-    for t in range(B):
+    for t in range(stop):
         a = bp[t]
         z = bp[t + 1]
         # (1) intervals ending now: where the batch's rows are read from
@@ -279,15 +300,32 @@ def _belady(ids, bp, nxt, nbat, st_node, st_level, st_slot, st_first, st_bat, cu
             q_slot[mv_q[m]] = s
         mv_ptr[t + 1] = nm
         ev_ptr[t + 1] = ne
-    # ---- what stays: rows with no further use, oldest first --------------------------------
-    lo = cut[K - 1, B]
-    n_out = ins[B] - lo
-    for j in range(n_out):
-        q = base[B] + lo + j
-        out_node[j] = q_tn[q] & _LOW32
-        out_level[j] = _level(lo + j, cut, B, K)
-        out_slot[j] = q_slot[q]
+    # ---- what stays, bucket by bucket, oldest first (at the end: bucket B only) ---------------
+    n_out = 0
+    for e in range(stop, B + 1):
+        for rho in range(cut[K - 1, e], ins[e]):
+            q = base[e] + rho
+            out_node[n_out] = q_tn[q] & _LOW32
+            out_level[n_out] = _level(rho, cut, e, K)
+            out_slot[n_out] = q_slot[q]
+            n_out += 1
+    for k in range(K):
+        fr_cnt[k] = ftop[k]
+        for j in range(ftop[k]):
+            fr_out[fbase[k] + j] = free[fbase[k] + j]
     return nm, ne, n_out, 0
+
+
+@numba.njit(nogil=True, cache=True)
+def _buckets_deepest_first(st_bat, st_level, B):
+    """Whether, within every bucket, the carried rows come deepest level first (as the kernel
+    inserts them); a state restored into a different window may need reordering."""
+    prev = np.full(B + 1, 127, np.int64)
+    for r in range(st_bat.shape[0]):
+        if st_level[r] > prev[st_bat[r]]:
+            return False
+        prev[st_bat[r]] = st_level[r]
+    return True
 
 
 class BeladyPolicy(CachePolicy):
@@ -296,6 +334,7 @@ class BeladyPolicy(CachePolicy):
     `capacities[k]` is the number of slots of level k (level 0: DRAM). Loads from
     the backing tier equal Belady's minimum for a cache of sum(capacities) rows;
     reads from outside level 0 equal the minimum for capacities[0] rows.
+    Its state is the cached rows in priority order and each level's free-slot order.
     """
 
     name = "belady"
@@ -307,17 +346,39 @@ class BeladyPolicy(CachePolicy):
         self._scratch = np.full(self.num_nodes, -1, np.int32)
         self._g0 = 0                      # tag of this superbatch's accesses in _scratch
         self._state = CacheState.empty()
+        self._free: tuple[np.ndarray, np.ndarray] | None = None
+        self._free_for: CacheState | None = None     # the _state the free lists go with
 
-    @property
-    def state(self) -> CacheState:
-        return self._state
+    def state(self) -> PolicyState:
+        free = self._free if self._free_for is self._state else None
+        return self._make_state(self._state, free=None if free is None else free[0],
+                                free_ptr=None if free is None else free[1])
+
+    def _blank(self) -> "BeladyPolicy":
+        return BeladyPolicy(self.capacities, self.num_nodes)
+
+    def _restore(self, state: PolicyState) -> None:
+        c = state.cache
+        self._state = CacheState(c.node.copy(), c.level.copy(), c.slot.copy())
+        self._free = None if state.free is None else (state.free.copy(), state.free_ptr.copy())
+        self._free_for = self._state
 
     @property
     def nbytes(self) -> int:
         st = self._state
-        return self._scratch.nbytes + st.node.nbytes + st.level.nbytes + st.slot.nbytes
+        free = sum(a.nbytes for a in self._free) if self._free is not None else 0
+        return self._scratch.nbytes + st.node.nbytes + st.level.nbytes + st.slot.nbytes + free
+
+    def _advance(self, trace: AccessTrace, batch: int) -> PolicyState:
+        """Plan the whole superbatch (the future decides) but keep the state before `batch`."""
+        self._run(trace.ids, trace.ptr, batch)
+        return self.state()
 
     def _plan(self, ids: np.ndarray, bp: np.ndarray) -> Plan:
+        return self._run(ids, bp, len(bp) - 1)
+
+    def _run(self, ids: np.ndarray, bp: np.ndarray, stop: int) -> Plan | None:
+        """Plan batches 0..stop-1, keep the state before batch `stop`; the plan when stop = B."""
         A, B = len(ids), len(bp) - 1
         st = self._state
         R = len(st)
@@ -334,8 +395,15 @@ class BeladyPolicy(CachePolicy):
             b = int(np.searchsorted(bp, dup, side="right") - 1)
             raise ValueError(f"batch {b} of the trace repeats node {ids[dup]}; rows of a batch "
                              f"must be distinct")
+        carried = st
+        if not _buckets_deepest_first(st_bat, st.level, B):
+            order = np.lexsort((-st.level.astype(np.int64), st_bat))
+            carried = CacheState(st.node[order], st.level[order], st.slot[order])
+            st_first, st_bat = st_first[order], st_bat[order]
         cap = self.capacities
         K = len(cap)
+        free = self._free if self._free_for is st else None
+        fr_in, fr_ptr = free if free is not None else (np.empty(0, np.int32), np.empty(0, np.int64))
         n_moves = A + (A + R) * (K - 1)
         moves = (np.zeros(B + 1, np.int64), np.empty(n_moves, np.int32), np.empty(n_moves, np.int8),
                  np.empty(n_moves, np.int32), np.empty(n_moves, np.int8),
@@ -346,17 +414,29 @@ class BeladyPolicy(CachePolicy):
         row_loc = np.empty(A, np.int32)
         out = CacheState(np.empty(A + R, np.int32), np.empty(A + R, np.int8),
                          np.empty(A + R, np.int32))
+        fr_out = np.empty(int(sum(cap)), np.int32)
+        fr_cnt = np.empty(K, np.int64)
         nm, ne, n_out, err = _belady(
-            ids, bp, nxt, nbat, st.node, st.level, st.slot, st_first, st_bat,
-            np.cumsum(cap).astype(np.int64), np.asarray(cap, np.int64), acc_level, row_loc,
-            *moves[1:], moves[0], *evictions[1:], evictions[0], out.node, out.level, out.slot)
+            ids, bp, nxt, nbat, carried.node, carried.level, carried.slot, st_first, st_bat,
+            fr_in, fr_ptr, np.cumsum(cap).astype(np.int64), np.asarray(cap, np.int64), stop,
+            acc_level, row_loc, *moves[1:], moves[0], *evictions[1:], evictions[0], out.node,
+            out.level, out.slot, fr_out, fr_cnt)
         if err:
             raise RuntimeError({1: "carried cache state is not in Belady's order",
                                 2: "cache levels lost their nesting (inclusion)",
-                                3: "a level ran out of slots"}[err])
+                                3: "a level ran out of slots",
+                                4: "the state's free slots are not the slots it leaves empty"}[err])
         moves = (moves[0],) + tuple(a[:nm].copy() for a in moves[1:])
         evictions = (evictions[0],) + tuple(a[:ne].copy() for a in evictions[1:])
         self._state = CacheState(out.node[:n_out].copy(), out.level[:n_out].copy(),
                                  out.slot[:n_out].copy())
+        starts = np.concatenate([[0], np.cumsum(cap)[:-1]]).astype(np.int64)
+        fr_ptr_out = np.zeros(K + 1, np.int64)
+        np.cumsum(fr_cnt, out=fr_ptr_out[1:])
+        self._free = (np.concatenate([fr_out[s:s + c] for s, c in zip(starts, fr_cnt)]),
+                      fr_ptr_out)
+        self._free_for = self._state
+        if stop < B:
+            return None
         return finish(self.name, cap, ids, bp, self.num_nodes, acc_level, row_loc, moves,
                       evictions, st, self._state)

@@ -15,9 +15,9 @@ import numpy as np
 
 from ..sampling.prefetch import prefetch
 from .plan import CacheState, Plan, finish
+from .policy import CachePolicy, PolicyState
 
 _AHEAD = 16          # prefetch distance into the node -> slot map
-from .policy import CachePolicy
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -195,6 +195,31 @@ def _static(ids, bp, node2slot, used, acc_level, row_loc, mv_node, mv_slot, mv_s
     return nm
 
 
+@numba.njit(nogil=True, cache=True)
+def _walk(newer, tail, n):
+    """The n queued slots from the tail (oldest) to the head, following `newer`."""
+    out = np.empty(n, np.int32)
+    s = tail
+    for i in range(n):
+        out[i] = s
+        s = newer[s]
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _link(order, newer, older):
+    """Queue the slots `order` (oldest first)."""
+    newer[:] = -1
+    older[:] = -1
+    n = order.shape[0]
+    for i in range(n):
+        s = order[i]
+        if i > 0:
+            older[s] = order[i - 1]
+        if i + 1 < n:
+            newer[s] = order[i + 1]
+
+
 def _buffers(A: int, B: int, n_ev: int):
     moves = [np.zeros(B + 1, np.int64), np.empty(A, np.int32), np.empty(A, np.int32),
              np.empty(A, np.int32)]
@@ -222,10 +247,27 @@ class _SlotMapPolicy(CachePolicy):
         self.node2slot = np.full(self.num_nodes, -1, np.int32)
         self.slot_node = np.full(self.C, -1, np.int32)
 
-    @property
-    def state(self) -> CacheState:
-        slots = np.flatnonzero(self.slot_node >= 0).astype(np.int32)
+    @abc.abstractmethod
+    def _order(self) -> np.ndarray:
+        """The occupied slots in the policy's order (int32)."""
+
+    def _contents(self) -> CacheState:
+        slots = self._order()
         return CacheState(self.slot_node[slots], np.zeros(len(slots), np.int8), slots)
+
+    def state(self) -> PolicyState:
+        return self._make_state(self._contents())
+
+    def _restore(self, state: PolicyState) -> None:
+        """Maps from the state; slots fill from 0 up, so they must be 0..n-1."""
+        c = state.cache
+        if not np.array_equal(np.sort(c.slot), np.arange(len(c.slot))):
+            raise ValueError(f"{self.name}: a state's slots must be 0..{len(c.slot) - 1} "
+                             f"(this policy fills slots in order)")
+        self.node2slot[self.slot_node[self.slot_node >= 0]] = -1     # static: pinned, not loaded
+        self.slot_node[:] = -1
+        self.slot_node[c.slot] = c.node
+        self.node2slot[c.node] = c.slot
 
     @property
     def nbytes(self) -> int:
@@ -250,9 +292,23 @@ class _QueuePolicy(_SlotMapPolicy):
     def _queue(self) -> tuple:
         """The policy's own queue arrays, as its kernel takes them."""
 
+    def _order(self) -> np.ndarray:
+        return _walk(self.newer, self.ends[1], int(self.ends[2]))
+
+    def _blank(self) -> "_QueuePolicy":
+        return type(self)(self.C, self.num_nodes)
+
+    def _restore(self, state: PolicyState) -> None:
+        super()._restore(state)
+        order = state.cache.slot.astype(np.int32)
+        _link(order, self.newer, self.older)
+        n = len(order)
+        self.ends[:3] = (order[-1], order[0], n) if n else (-1, -1, 0)
+        self._stamp[:] = -1
+
     def _plan(self, ids, bp) -> Plan:
         A, B = len(ids), len(bp) - 1
-        state_in = self.state
+        state_in = self._contents()
         moves, evictions = _buffers(A, B, A)
         acc_level = np.empty(A, np.int8)
         row_loc = np.empty(A, np.int32)
@@ -263,11 +319,11 @@ class _QueuePolicy(_SlotMapPolicy):
         self._serial += B
         m, e = _pack(moves, evictions, nm, ne)
         return finish(self.name, self.capacities, ids, bp, self.num_nodes, acc_level, row_loc,
-                      m, e, state_in, self.state)
+                      m, e, state_in, self._contents())
 
 
 class LRUPolicy(_QueuePolicy):
-    """Least recently used, one level."""
+    """Least recently used, one level. State order: least recently used first."""
 
     name = "lru"
     _kernel = staticmethod(_lru)
@@ -281,7 +337,10 @@ class LRUPolicy(_QueuePolicy):
 
 
 class SievePolicy(_QueuePolicy):
-    """SIEVE: a FIFO queue with visited bits and a hand that spares visited rows once."""
+    """SIEVE: a FIFO queue with visited bits and a hand that spares visited rows once.
+
+    State: rows in FIFO order (oldest first), their visited bits, the hand's position.
+    """
 
     name = "sieve"
     _kernel = staticmethod(_sieve)
@@ -293,6 +352,23 @@ class SievePolicy(_QueuePolicy):
 
     def _queue(self) -> tuple:
         return self.newer, self.older, self.visited, self.ends
+
+    def state(self) -> PolicyState:
+        c = self._contents()
+        at = np.flatnonzero(c.slot == self.ends[3])
+        return self._make_state(c, visited=self.visited[c.slot].copy(),
+                                hand=int(at[0]) if len(at) else -1)
+
+    def _restore(self, state: PolicyState) -> None:
+        n = len(state.cache)
+        if len(state.visited) not in (0, n) or not -1 <= state.hand < max(n, 1):
+            raise ValueError(f"sieve: state of {n} rows has {len(state.visited)} visited bits "
+                             f"and hand {state.hand}")
+        super()._restore(state)
+        self.visited[:] = 0
+        if len(state.visited):
+            self.visited[state.cache.slot] = state.visited
+        self.ends[3] = state.cache.slot[state.hand] if state.hand >= 0 else -1
 
 
 class StaticPolicy(_SlotMapPolicy):
@@ -311,12 +387,28 @@ class StaticPolicy(_SlotMapPolicy):
             raise ValueError(f"static: score has {len(score)} entries, expected {self.num_nodes}")
         self.node2slot[:] = -2
         top = np.argsort(-score.astype(np.float64), kind="stable")[: self.C]
-        self.node2slot[top] = -1
+        self.pinned = top.astype(np.int32)          # the rows this policy may cache
+        self.node2slot[self.pinned] = -1
         self.used = np.zeros(1, np.int64)
+
+    def _blank(self) -> "StaticPolicy":
+        score = np.zeros(self.num_nodes, np.float32)
+        score[self.pinned] = 1
+        return StaticPolicy(self.C, self.num_nodes, score)
+
+    def _order(self) -> np.ndarray:
+        return np.arange(self.used[0], dtype=np.int32)
+
+    def _restore(self, state: PolicyState) -> None:
+        if np.any(self.node2slot[state.cache.node] == -2):
+            raise ValueError("static: the state caches rows outside the pinned set of this "
+                             "policy's score")
+        super()._restore(state)
+        self.used[0] = len(state.cache)
 
     def _plan(self, ids, bp) -> Plan:
         A, B = len(ids), len(bp) - 1
-        state_in = self.state
+        state_in = self._contents()
         moves, evictions = _buffers(A, B, 0)
         acc_level = np.empty(A, np.int8)
         row_loc = np.empty(A, np.int32)
@@ -324,7 +416,7 @@ class StaticPolicy(_SlotMapPolicy):
         self.slot_node[moves[2][:nm]] = moves[1][:nm]
         m, e = _pack(moves, evictions, nm, 0)
         return finish(self.name, self.capacities, ids, bp, self.num_nodes, acc_level, row_loc,
-                      m, e, state_in, self.state)
+                      m, e, state_in, self._contents())
 
 
 class NoCache(CachePolicy):
@@ -335,9 +427,16 @@ class NoCache(CachePolicy):
     def __init__(self, num_nodes: int):
         super().__init__((0,), num_nodes)
 
-    @property
-    def state(self) -> CacheState:
-        return CacheState.empty()
+    def state(self) -> PolicyState:
+        return self._make_state(CacheState.empty())
+
+    def _blank(self) -> "NoCache":
+        return NoCache(self.num_nodes)
+
+    def _restore(self, state: PolicyState) -> None:
+        if len(state.cache):
+            raise ValueError(f"none: the state caches {len(state.cache)} rows; this policy "
+                             f"caches nothing")
 
     @property
     def nbytes(self) -> int:

@@ -51,6 +51,14 @@ class AccessTrace:
     def batch(self, b: int) -> np.ndarray:
         return self.ids[self.ptr[b]:self.ptr[b + 1]]
 
+    def head(self, b: int) -> "AccessTrace":
+        """Batches 0..b-1 (views)."""
+        return AccessTrace(self.ids[:self.ptr[b]], self.ptr[:b + 1], self.num_nodes)
+
+    def tail(self, b: int) -> "AccessTrace":
+        """Batches b..B-1 (the rest of a superbatch, as a resumed run plans it)."""
+        return AccessTrace(self.ids[self.ptr[b]:], self.ptr[b:] - self.ptr[b], self.num_nodes)
+
 
 def access_counts(trace: AccessTrace) -> np.ndarray:
     """How often each node is accessed in the trace (the 'sampled frequency' static score)."""

@@ -5,16 +5,19 @@ When `indices` sit on the SSD tier, what a hop costs is the number of distinct
 Small adjacency lists share pages, so caching whole lists (Ginex's way) saves a
 page only when every list on it is cached; on a power-law graph the last hop of
 a chunk of batches touches nearly every page, and a list cache of 10% of
-`indices` removed only 3-4% of the page reads (docs/inspector.md). This cache
+`indices` removed only 4.4% of the page reads (docs/inspector.md). This cache
 therefore holds pages: page q is either wholly in DRAM or not, and a position p
 is served from DRAM iff its page is. Membership is a bitmap plus a rank
-directory over pages (about 0.003 B per edge), so finding a position costs
-O(1) and no node-sized array exists.
+directory over pages (12 B per 64 pages: 0.0002 B per int32 edge), so finding
+a position costs O(1) and no node-sized array exists.
 
 Scores (higher is cached first; the benchmark compares them):
 `page_reads` counts the page reads a few sampled batches actually cause;
 `page_degree_score` estimates them from degrees (out-degree of the lists on a
-page), needing one pass over `indices` instead of a sampling run.
+page), needing one pass over `indices` instead of a sampling run; it saved as
+many reads or slightly more in the benchmark. The cache cuts bytes read; whether
+it cuts time depends on the device: where a hop reads nearly every page anyway,
+the uncached reads it leaves are fragmented and can take longer (measured there).
 """
 from __future__ import annotations
 
