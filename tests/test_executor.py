@@ -24,12 +24,13 @@ def data(tmp_path_factory):
     return root, arrays
 
 
-def superbatches(arrays, fanouts=(5, 5), batch=64, per=4, num=12, seed=0, policy=None):
+def superbatches(arrays, fanouts=(5, 5), batch=64, per=4, num=12, seed=0, policy=None,
+                 first_batch=0):
     """Sampled + planned superbatches for `num` batches of random seeds."""
     sampler = NeighborSampler(arrays["indptr"], arrays["indices"], list(fanouts), seed=seed)
     rng = np.random.default_rng(seed)
     seeds = [rng.choice(3000, batch, replace=False) for _ in range(num)]
-    return list(inspect(sampler, policy, seeds, per))
+    return list(inspect(sampler, policy, seeds, per, first_batch=first_batch))
 
 
 def ssd(root):
@@ -88,15 +89,21 @@ def test_cpu_handoff_is_a_view_of_the_ring(data):
 
 
 def test_resume_mid_superbatch_gives_the_same_batches(data):
-    """restore(state_in) + skip replays the cache exactly: the rest of the run is identical."""
+    """Policy restored to its state before batch 6, caches filled from it, inspection from
+    batch 6: the rest of the run is identical to the uninterrupted one."""
     root, arrays = data
-    full = superbatches(arrays, policy=make_policy("belady", 300, 3000))
+    policy = make_policy("belady", 300, 3000)
+    full = superbatches(arrays, policy=policy)
+    state = full[1].state_at(policy, 6)            # batch 6 is inside superbatch 1 (4..7)
+    resumed = make_policy("belady", 300, 3000)
+    resumed.restore(state)
+    rest = superbatches(arrays, policy=resumed, first_batch=6)
     with ssd(root) as tier:
         ex = Executor(tier, 300, None)
         ref = [(b.index, b.x.numpy().copy()) for b in ex.run(full)]
         ex2 = Executor(tier, 300, None)
-        ex2.restore(full[1].plan.state_in)
-        got = [(b.index, b.x.numpy().copy()) for b in ex2.run(full[1:], skip=2, first_index=4)]
+        ex2.restore(state.cache)
+        got = [(b.index, b.x.numpy().copy()) for b in ex2.run(rest, first_index=6)]
         # the slab is what Belady's state says at the end
         st = full[-1].plan.state_out
         on0 = st.level == 0

@@ -1,11 +1,15 @@
 """Checkpoints: a run interrupted (Ctrl-C) and resumed ends exactly like one never interrupted."""
 from __future__ import annotations
 
+from dataclasses import fields
+
+import numpy as np
 import pytest
 import torch
 
 from node_data import cfg, make_node_dataset, run
-from tiered.train import Trainer
+from tiered.plan import PolicyState
+from tiered.train import NodeLoader, Trainer
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +32,10 @@ def interrupt_at(model: torch.nn.Module, at: int) -> None:
     model.register_forward_pre_hook(hook)
 
 
+@pytest.mark.parametrize("cache", ["belady", "lru"])
 @pytest.mark.parametrize("stop_at", [7, 14, 21])   # mid-superbatch; epoch 1; an epoch end
-def test_resume_equals_uninterrupted(ds, tmp_path, stop_at):
-    c = dict(features_on="ssd", cache_size="10%", epochs=3, dropout=0.3)
+def test_resume_equals_uninterrupted(ds, tmp_path, stop_at, cache):
+    c = dict(features_on="ssd", cache=cache, cache_size="10%", epochs=3, dropout=0.3)
     ref = run(cfg(ds, **c))
     ck = tmp_path / "ck"
     first = Trainer(cfg(ds, checkpoint=str(ck), **c))
@@ -56,3 +61,25 @@ def test_checkpoint_every_and_best_model(ds, tmp_path):
     assert (ck / "last.pt").is_file() and (ck / "best.pt").is_file()
     best = torch.load(ck / "best.pt", weights_only=False)
     assert best["val_acc"] == tr.best_val and best["epoch"] == tr.best_epoch
+
+
+@pytest.mark.parametrize("cache", ["belady", "lru", "sieve", "static"])
+def test_resumed_loader_plans_every_batch_as_the_uninterrupted_one(ds, cache):
+    """The policy state a checkpoint saves at batch 6 makes the resumed loader plan batches
+    6.. (loads, slots, moves, evictions) exactly as the uninterrupted loader did."""
+    c = cfg(ds, features_on="ssd", cache=cache, cache_size="10%")
+    with NodeLoader(c) as ref:
+        for _ in ref.epoch(0):
+            pass
+        ref_sbs = dict(ref._planned)                       # all 3 superbatches of the epoch
+        saved = ref.policy_state(0, 6).to_dict()           # what save_checkpoint writes
+    with NodeLoader(c) as res:
+        res.resume_at(0, 6, PolicyState.from_dict(saved))
+        got = sum(1 for _ in res.epoch(0, start=6))
+        res_sbs = dict(res._planned)
+    assert got == 4
+    for b in range(6, 10):
+        x, y = (sbs[(0, b // 4)] for sbs in (ref_sbs, res_sbs))
+        px, py = x.plan.batch(b - x.first_batch), y.plan.batch(b - y.first_batch)
+        for f in fields(px):
+            assert np.array_equal(getattr(px, f.name), getattr(py, f.name)), (b, f.name)

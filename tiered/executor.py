@@ -293,12 +293,12 @@ class Executor:
         return rows, replace(bp, move_src=move_src)
 
     # ---- the pipeline ----------------------------------------------------------------------
-    def _produce(self, sb: Superbatch, b: int, index: int, emit: bool):
-        """Replay batch b of a superbatch; the Batch when `emit`, else only the cache effects."""
+    def _produce(self, sb: Superbatch, b: int, index: int) -> Batch:
+        """Replay batch b of a superbatch: read its loads, assemble it, apply its moves."""
         bp = sb.plan.batch(b)
         if not sb.plan.capacities.any():        # no cache: read rows in n_id order into x
-            slot, xt = self._read_direct(bp) if emit else (None, None)
-        elif emit and self.transfer == "zero-copy":
+            slot, xt = self._read_direct(bp)
+        elif self.transfer == "zero-copy":
             staging = self._read_loads(bp)
             xt, slot = self._zero_copy_gather(bp, staging), None
             moved, bp_moved = self._host_move_rows(bp, staging)
@@ -307,8 +307,6 @@ class Executor:
             staging = self._read_loads(bp)
             slot, xt = self._assemble_cpu(bp, staging)
             self._apply_moves(bp, xt.numpy())
-        if not emit:
-            return None
         sampled = sb.batches[b]
         n_id = torch.from_numpy(sampled.n_id)
         y = self.labels[n_id[:sampled.num_seeds]] if self.labels is not None else None
@@ -327,11 +325,9 @@ class Executor:
         batch.ready = ev
         return batch
 
-    def run(self, superbatches: Iterable[Superbatch], skip: int = 0,
-            first_index: int = 0) -> Iterator[Batch]:
-        """Batches of every superbatch in order, numbered from `first_index`; the first
-        `skip` batches of the first superbatch are replayed for their cache effects only
-        (resuming mid-superbatch).
+    def run(self, superbatches: Iterable[Superbatch], first_index: int = 0) -> Iterator[Batch]:
+        """Batches of every superbatch in order, numbered from `first_index` (resuming at
+        batch k: restore() the policy state's cache, inspect with first_batch=k, first_index=k).
 
         Closing the returned generator stops the loader thread and closes `superbatches`
         when it has a close() method.
@@ -350,18 +346,15 @@ class Executor:
 
         def loader() -> None:
             try:
-                index, start = first_index, skip
+                index = first_index
                 for sb in superbatches:
                     self.stats.seconds["sample"] += sb.sample_seconds
                     self.stats.seconds["plan"] += sb.plan_seconds
                     for b in range(sb.plan.num_batches):
                         if stop.is_set():
                             raise _Stop
-                        out = self._produce(sb, b, index, emit=b >= start)
+                        put(self._produce(sb, b, index))
                         index += 1
-                        if out is not None:
-                            put(out)
-                    start = 0
                 put(_END)
             except _Stop:
                 pass

@@ -20,17 +20,17 @@ import numpy as np
 from ..batch import Batch
 from ..dataset import Dataset, open_dataset
 from ..executor import Executor
-from ..inspector import inspect
+from ..inspector import Superbatch, inspect
 from ..manager import PlacementError, TierManager
 from ..memory import available_memory
-from ..plan import CacheState, make_policy
-from ..plan.policy import CachePolicy
+from ..plan import make_policy
+from ..plan.policy import CachePolicy, PolicyState
 from ..sampling import NeighborSampler
 from ..tiers.dram import DRAMTier
 from ..units import format_size
 from .config import TrainConfig
 
-_KEEP_STATES = 8                 # superbatch start states kept (the inspector runs ahead)
+_KEEP_PLANNED = 4                # superbatches kept for checkpoints (the inspector runs ahead)
 _SAMPLED_BYTES_PER_ROW = 64      # sampled ids, edges and plan arrays per batch row, measured loosely
 
 
@@ -95,8 +95,8 @@ class NodeLoader:
         except BaseException:
             self.manager.close()
             raise
-        self._states: dict[tuple[int, int], CacheState] = {}
-        self._resume: tuple[tuple[int, int], CacheState] | None = None
+        self._planned: dict[tuple[int, int], Superbatch] = {}
+        self._resume: tuple[tuple[int, int], PolicyState] | None = None
 
     # ---- placement ---------------------------------------------------------------------
     def _probe_batch_rows(self) -> int:
@@ -208,35 +208,35 @@ class NodeLoader:
                 raise ValueError(f"resume point is epoch {at[0]} batch {at[1]}, but epoch "
                                  f"{epoch} batch {start} was asked for")
             self._resume = None
-            _restore_policy(self.policy, state)
-            self.executor.restore(state)
+            self.policy.restore(state)
+            self.executor.restore(state.cache)
         elif start:
             raise ValueError("starting mid-epoch needs resume_at() first (the cache state)")
         return self._run(epoch, split, start)
 
     def _run(self, epoch: int, split: str, start: int) -> Iterator[Batch]:
         train = split == "train"
-        per = self.cfg.superbatch
-        k0, skip = divmod(start, per)
         # evaluation draws the same samples every epoch, from its own streams
         key_epoch = epoch if train else -1 - list(self.splits).index(split)
         sampler = self.sampler if train else self.eval_sampler
         policy = self.policy if train else make_policy("none", 0, self.num_nodes)
-        seeds = self.seed_batches(epoch, split)[k0 * per:]
-        gen = inspect(_KeyShift(sampler, k0 * per), policy, seeds, per, key_epoch)
-        ahead = _Ahead(gen, k0, epoch, self._states if train else None)
-        yield from self.executor.run(ahead, skip=skip, first_index=k0 * per)
+        gen = inspect(sampler, policy, self.seed_batches(epoch, split), self.cfg.superbatch,
+                      key_epoch, first_batch=start)
+        ahead = _Ahead(gen, epoch, self._planned if train else None)
+        yield from self.executor.run(ahead, first_index=start)
 
-    def cache_state(self, epoch: int, next_batch: int) -> CacheState:
-        """The training cache's contents at the start of the superbatch holding batch
-        `next_batch` of `epoch` (what a checkpoint taken before that batch records)."""
-        k = -(-next_batch // self.cfg.superbatch) if next_batch >= self.num_batches() else \
-            next_batch // self.cfg.superbatch
-        return self._states[(epoch, k)]
+    def policy_state(self, epoch: int, next_batch: int) -> PolicyState:
+        """The training cache policy's state before batch `next_batch` of `epoch` (what a
+        checkpoint taken there records; `next_batch` may be the epoch's batch count)."""
+        for (e, _), sb in reversed(self._planned.items()):
+            if e == epoch and sb.first_batch <= next_batch <= sb.first_batch + len(sb):
+                return sb.state_at(self.policy, next_batch)
+        raise LookupError(f"epoch {epoch} batch {next_batch} is not in a recently planned "
+                          f"superbatch")
 
-    def resume_at(self, epoch: int, start: int, state: CacheState) -> None:
-        """Make the next `epoch(epoch, start=start)` begin from the cache contents `state`
-        (those at the start of the superbatch holding batch `start`)."""
+    def resume_at(self, epoch: int, start: int, state: PolicyState) -> None:
+        """Make the next `epoch(epoch, start=start)` begin from the policy state `state`
+        (the one `policy_state(epoch, start)` gave in the interrupted run)."""
         self._resume = ((epoch, start), state)
 
     def close(self) -> None:
@@ -249,32 +249,11 @@ class NodeLoader:
         self.close()
 
 
-def _restore_policy(policy: CachePolicy, state: CacheState) -> None:
-    """Put a policy back to the cache contents a plan started from."""
-    if policy.name == "none":
-        return
-    if policy.name != "belady":
-        raise ValueError(f"resuming mid-run is supported with the belady and none cache "
-                         f"policies; {policy.name} keeps recency state that plans do not record")
-    policy._state = state       # Belady's only cross-superbatch state is its CacheState
-
-
-class _KeyShift:
-    """The sampler, with batch keys shifted: a stream resumed at batch `shift` draws what the
-    whole epoch would have drawn there."""
-
-    def __init__(self, sampler: NeighborSampler, shift: int):
-        self.sampler, self.shift, self.num_nodes = sampler, shift, sampler.num_nodes
-
-    def sample(self, seeds, keys):
-        return self.sampler.sample(seeds, [k + self.shift for k in keys])
-
-
 class _Ahead:
-    """Runs the inspector one superbatch ahead in a thread (bounded queue of one), and records
-    each superbatch's starting and ending cache state for checkpoints."""
+    """Runs the inspector one superbatch ahead in a thread (bounded queue of one), and keeps
+    the last superbatches it planned, from which a checkpoint takes the policy's state."""
 
-    def __init__(self, gen, first: int, epoch: int, states: dict | None):
+    def __init__(self, gen, epoch: int, planned: dict | None):
         self.q: queue.Queue = queue.Queue(maxsize=1)
         self.stop = threading.Event()
         self.gen = gen
@@ -282,12 +261,10 @@ class _Ahead:
         def work() -> None:
             try:
                 for sb in gen:
-                    if states is not None:
-                        k = first + sb.index
-                        states[(epoch, k)] = sb.plan.state_in
-                        states[(epoch, k + 1)] = sb.plan.state_out
-                        while len(states) > _KEEP_STATES:
-                            del states[next(iter(states))]
+                    if planned is not None:
+                        planned[(epoch, sb.index)] = sb
+                        while len(planned) > _KEEP_PLANNED:
+                            del planned[next(iter(planned))]
                     self._put(sb)
                 self._put(None)
             except _Closed:

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..batch import Batch
 from ..models import build_model
-from ..plan import CacheState
+from ..plan import PolicyState
 from ..units import format_size
 from .config import TrainConfig
 from .loader import NodeLoader
@@ -265,12 +265,12 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Write DIR/last.pt: everything needed to continue after the last trained batch."""
         assert self.ckpt_dir is not None
-        state = self.loader.cache_state(self.epoch, self.next_batch)
+        state = self.loader.policy_state(self.epoch, self.next_batch)
         path = self.ckpt_dir / "last.pt"
         self._save(path, {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(), "epoch": self.epoch, "next_batch": self.next_batch,
-            "cache_state": {"node": state.node, "level": state.level, "slot": state.slot},
+            "policy_state": state.to_dict(),
             "cache_policy": self.loader.policy.name, "cache_rows": self.loader.placement.cache_rows,
             "losses": self.losses, "history": [r.as_dict() for r in self.history],
             "best": (self.best_val, self.best_epoch, self.test_at_best),
@@ -303,8 +303,7 @@ class Trainer:
         epoch, start = self.epoch, self.next_batch
         if start >= self.loader.num_batches():
             epoch, start = epoch + 1, 0
-        cs = ck["cache_state"]
-        self.loader.resume_at(epoch, start, CacheState(cs["node"], cs["level"], cs["slot"]))
+        self.loader.resume_at(epoch, start, PolicyState.from_dict(ck["policy_state"]))
 
 
 def _progress(cfg: TrainConfig, epoch: int, total: int, start: int):
