@@ -73,7 +73,7 @@ struct tiered_array_entry {
     char dtype[16];         /* numpy dtype.str, e.g. "<f4" */
     uint64_t ndim;
     uint64_t shape[6];
-    uint64_t chunk_rows;    /* a power of two */
+    uint64_t chunk_rows;    /* rows per allocation (the last one may hold fewer) */
     uint64_t num_chunks;
     uint64_t state;         /* 0 free, 1 allocated (contents undefined), 2 ready */
     uint64_t source_key;    /* caller's fingerprint of where the contents came from */

@@ -7,7 +7,7 @@ import pytest
 
 from node_data import make_node_dataset
 from tiered import open_dataset
-from tiered.manager import BudgetError, PlacementError, TierManager, parse_pmem_spec
+from tiered.manager import SSD_IO, BudgetError, PlacementError, TierManager, parse_pmem_spec
 from tiered.tiers import pmemobj
 from tiered.tiers.pmem import array_pool_bytes, pool_capacity, tx_headroom
 from tiered.units import parse_size
@@ -31,9 +31,12 @@ def _nbytes(ds, *names):
 
 SMALL = ("train_idx", "val_idx", "test_idx", "labels", "indptr")          # classes 0 and 1
 EMB, OPT = N * 8 * 4, N * 16 * 4
+SSD_OPTS = {"queue_depth": 4, "max_run_bytes": 16 << 10}   # small read buffers for a small graph
+IO = 4 * (16 + 4 + 4 << 10)         # so one SSD tier's are 96 KiB (rows of at most one page)
 
 
 def _manager(ds, budget, pmem=None, learnable=True, **kw):
+    kw.setdefault("ssd_options", SSD_OPTS)
     m = TierManager(ds, budget, pmem, tx_bytes=TX, **kw)
     if learnable:
         m.add_learnable("emb", (N, 8), role="embedding", init=0.5)
@@ -51,12 +54,13 @@ def test_everything_fits_dram(ds):
 def test_features_to_ssd_and_the_rest_becomes_the_dram_cache(ds):
     m = _manager(ds, 0)
     m.reserve("plan", 1 << 20)
-    fixed = _nbytes(ds, *SMALL, "indices") + EMB + OPT + (1 << 20)
+    fixed = _nbytes(ds, *SMALL, "indices") + EMB + OPT + (1 << 20) + IO
     spare = 3 << 20
     m.dram_budget = fixed + spare
     p = m.plan()
     assert p.tiers["features"] == "ssd"
     assert all(p.tiers[a] == "dram" for a in (*SMALL, "indices", "emb", "opt"))
+    assert p.dram[SSD_IO] == IO                         # the features' tier reads through them
     assert p.dram_cache_rows == (spare - N * MAP) // (DIM * 4 + SLOT)
     assert p.pmem_cache_rows == 0
     assert sum(p.dram.values()) <= m.dram_budget
@@ -64,11 +68,36 @@ def test_features_to_ssd_and_the_rest_becomes_the_dram_cache(ds):
 
 def test_small_and_hot_first_when_dram_runs_short(ds):
     # room for classes 0-2 but not for indices: indices go to the SSD before any learnable does
-    budget = _nbytes(ds, *SMALL) + EMB + OPT + 1000
+    budget = _nbytes(ds, *SMALL) + EMB + OPT + 2 * IO + 1000
     p = _manager(ds, budget).plan()
     assert p.tiers["indices"] == "ssd" and p.tiers["features"] == "ssd"
     assert p.tiers["emb"] == p.tiers["opt"] == "dram"
+    assert p.dram[SSD_IO] == 2 * IO
     assert p.dram_cache_rows == 0      # 1000 bytes cannot hold the cache's node map
+
+
+def test_ssd_read_buffers_count_and_can_push_indices_to_the_ssd(ds):
+    """Indices fit DRAM until the features' SSD read buffers are counted; then they go to
+    the SSD too, and the buffers of both are held."""
+    budget = _nbytes(ds, *SMALL, "indices") + EMB + OPT + IO
+    p = _manager(ds, budget).plan()
+    assert p.tiers["indices"] == "dram" and p.dram[SSD_IO] == IO
+    p = _manager(ds, budget - 1).plan()
+    assert p.tiers["indices"] == "ssd" and p.dram[SSD_IO] == 2 * IO
+    assert sum(p.dram.values()) <= budget - 1
+    p = _manager(ds, "1GiB", place={"features": "ssd"}, ssd_options={}).plan()   # defaults
+    assert p.dram[SSD_IO] == 64 * (128 + 4 + 4 << 10)
+
+
+def test_budget_short_of_the_ssd_read_buffers_says_what_is_enough(ds):
+    budget = _nbytes(ds, *SMALL) + EMB + OPT + IO       # everything else must go to the SSD
+    with pytest.raises(PlacementError, match=r"held for the SSD tiers' read buffers") as e:
+        _manager(ds, budget).plan()
+    msg = str(e.value)
+    needed = parse_size(msg.split("--dram-budget of at least ")[1].split(",")[0].replace(" ", ""))
+    assert needed >= budget + IO
+    p = _manager(ds, needed).plan()
+    assert p.tiers["opt"] == "dram" and sum(p.dram.values()) <= needed
 
 
 def test_impossible_budget_says_what_is_needed_and_that_is_enough(ds):
@@ -112,7 +141,7 @@ def test_learnable_spills_to_pmem_and_features_fill_the_pool(ds, tmp_path):
 def test_pmem_cache_when_features_do_not_fit_the_pool(ds, tmp_path):
     pool = tmp_path / "p.pool"
     size = 24 << 20
-    budget = _nbytes(ds, *SMALL, "indices") + EMB + OPT + (4 << 20)
+    budget = _nbytes(ds, *SMALL, "indices") + EMB + OPT + IO + (4 << 20)
     p = _manager(ds, budget, (pool, size)).plan()
     assert p.tiers["features"] == "ssd"
     room = pool_capacity(size) - tx_headroom(TX)
@@ -130,7 +159,7 @@ def test_overrides_and_fixed_caches(ds, tmp_path):
     assert p.dram_cache_rows == (1 << 20) // (DIM * 4)
     p = _manager(ds, "1GiB", place={"features": "ssd"}, dram_cache=0).plan()
     assert p.dram_cache_rows == 0
-    with pytest.raises(PlacementError, match="learnable arrays live in DRAM or PMem"):
+    with pytest.raises(PlacementError, match=r"learnable array on the SSD needs a directory"):
         _manager(ds, "1GiB", place={"emb": "ssd"}).plan()
     with pytest.raises(PlacementError, match="needs a PMem pool"):
         _manager(ds, "1GiB", place={"features": "pmem"}).plan()
@@ -166,7 +195,7 @@ def test_reserve_after_open_is_checked_against_the_budget(ds):
 
 
 def test_ssd_and_dram_tiers_hold_the_dataset(ds):
-    budget = _nbytes(ds, *SMALL) + EMB + OPT + (2 << 20)
+    budget = _nbytes(ds, *SMALL) + EMB + OPT + 2 * IO + (2 << 20)
     with _manager(ds, budget) as m:
         tiers = m.open()
         ids = np.random.default_rng(0).integers(0, N, 5000)
@@ -179,6 +208,24 @@ def test_ssd_and_dram_tiers_hold_the_dataset(ds):
         cache = m.cache_tier("dram")
         assert cache.num_rows == m.cache_rows["dram"] > 0 and cache.row_shape == (DIM,)
         assert m.cache_tier("pmem") is None
+
+
+def test_learnables_go_to_the_ssd_directory_when_memory_is_short(ds, tmp_path):
+    budget = _nbytes(ds, *SMALL) + EMB + 3 * IO + 1000
+    with pytest.raises(PlacementError, match=r"'opt'.*or let learnable arrays go to the SSD"):
+        _manager(ds, budget).plan()
+    with _manager(ds, budget, ssd_dir=tmp_path / "ssd") as m:
+        p = m.plan()
+        assert p.tiers["opt"] == "ssd" and p.tiers["emb"] == "dram"
+        assert p.dram[SSD_IO] == 3 * IO and sum(p.dram.values()) <= budget
+        tiers = m.open()
+        ids = np.arange(0, N, 5)
+        assert not tiers["opt"].read_rows(ids).any()              # its init value, 0
+        tiers["opt"].write_rows(ids, np.full((len(ids), 16), 2.0, np.float32))
+        assert (tiers["opt"].read_rows(ids) == 2.0).all()
+        assert "wrote 'opt'" in m.report()
+        with pytest.raises(PermissionError):                       # dataset arrays stay read-only
+            tiers["features"].write_rows([0], np.zeros((1, DIM), np.float32))
 
 
 @needs_pmem
@@ -208,10 +255,23 @@ def test_pmem_arrays_load_once_and_learnables_resume(ds, tmp_path):
 
 @needs_pmem
 def test_pmem_cache_tier_is_opened(ds, tmp_path):
-    budget = _nbytes(ds, *SMALL, "indices") + EMB + OPT + (4 << 20)
+    budget = _nbytes(ds, *SMALL, "indices") + EMB + OPT + IO + (4 << 20)
     with _manager(ds, budget, (tmp_path / "p.pool", "24MiB")) as m:
         m.open()
         cache = m.cache_tier("pmem")
         assert cache.num_rows == m.cache_rows["pmem"] > 0 and not cache.durable
         cache.write_rows(np.arange(10), ds.load("features")[:10])
         assert np.array_equal(cache.read_rows(np.arange(10)), ds.load("features")[:10])
+
+
+@needs_pmem
+def test_the_loaders_multi_tier_plan_takes_its_capacities_from_the_manager(ds, tmp_path):
+    from node_data import cfg
+    from tiered.train.loader import NodeLoader
+    with NodeLoader(cfg(str(ds.path), features_on="ssd", dram_budget="24MiB",
+                        pmem=f"{tmp_path / 'p.pool'}:32MiB")) as loader:
+        rows = loader.manager.cache_rows
+        assert rows["dram"] > 0 and rows["pmem"] > 0
+        assert loader.policy.capacities == (rows["dram"], rows["pmem"])
+        assert loader.manager.cache_tier("pmem").num_rows == rows["pmem"]
+        assert "peak" in loader.manager.report()

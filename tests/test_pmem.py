@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -223,6 +225,67 @@ def test_open_twice_is_refused_in_this_process_and_others(pool_path):
         assert pool.path == pool_path
     with PMemPool.open(pool_path):                        # free again once closed
         pass
+
+
+def _in_forked_child(body) -> str:
+    """Run body() in a forked child; its return value (or error) as text, via a pipe."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                          # child: never return into pytest
+        try:
+            msg = str(body())
+        except BaseException as e:                        # noqa: BLE001 - reported to the parent
+            msg = f"child failed: {type(e).__name__}: {e}"
+        os.write(w, msg.encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        if not select.select([f], [], [], 60)[0]:         # a deadlocked child fails, not hangs
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("forked child did not answer within 60 s (deadlocked on a lock?)")
+        out = f.read().decode()
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_forked_children_read_but_never_write_or_unlock(pool_path):
+    """A process forked from the owner reads through the inherited pool (serially: numba's
+    OpenMP aborts a forked child), is refused writes, and its close() keeps the owner's lock."""
+    a = _rand((40000, 16), np.float32, 6)                 # a full read is 2.5 MiB: parallel size
+    with PMemPool.create(pool_path, 32 << 20) as pool:
+        pool.create_array("x", a.shape, a.dtype, chunk_bytes=1 << 20)      # 3 allocations
+        tier = pool.tier("x")
+        tier.load(a)
+        ids = np.random.default_rng(7).integers(0, len(a), len(a))
+        assert tier.read_rows(ids).tobytes() == a[ids].tobytes()     # parent ran OpenMP
+        held = tier._rw.write()                            # a parent thread mid-write at the fork
+        held.__enter__()
+
+        def child():
+            assert pool.forked and not pool.closed
+            assert tier.read_rows(ids).tobytes() == a[ids].tobytes()
+            refused = []
+            for attempt in (lambda: tier.write_rows([0], a[:1]), lambda: tier.load(a),
+                            lambda: pool.create_array("y", (1,), np.float32),
+                            lambda: PMemPool.open(pool_path)):
+                try:
+                    attempt()
+                except PMemError as e:
+                    refused.append(str(e))
+            pool.close()
+            return "\n".join(refused)
+
+        try:
+            out = _in_forked_child(child)
+        finally:
+            held.__exit__(None, None, None)
+        assert "child failed" not in out, out
+        assert out.count(f"only process {os.getpid()}, which opened the pool, may change it") == 3
+        assert f"open in process {os.getpid()}, which this process was forked from" in out
+        assert pmemobj.lock_holder(pool_path) == os.getpid()          # still locked by the owner
+        tier.write_rows([0], a[1:2])                                   # and still the owner's
+        assert tier.read_rows([0]).tobytes() == a[1].tobytes()
 
 
 @pytest.mark.parametrize("durable", [True, False])

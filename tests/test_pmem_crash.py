@@ -30,8 +30,6 @@ pytestmark = pytest.mark.skipif(not pmemobj.available(),
 N, W = 2048, 32                 # rows x int64 columns (256 B rows, 3 allocations per array)
 PER_GEN = 1500                  # rows one generation rewrites
 N_LOOSE = 400
-KILLS = 40
-TIME_LIMIT = 40.0               # seconds of killing at most
 
 
 def _values(ids: np.ndarray, gen: int) -> np.ndarray:
@@ -96,7 +94,11 @@ def _pmempool_check(path) -> None:
     assert res.returncode == 0, f"pmempool check {path}: {res.stdout}{res.stderr}"
 
 
-def test_sigkill_never_leaves_a_torn_or_uncommitted_row(tmp_path):
+@pytest.mark.parametrize("kills,time_limit", [
+    (40, 40.0),                                                   # CI: about 10 s
+    pytest.param(500, 600.0, marks=pytest.mark.slow, id="slow"),  # many more crash points
+])
+def test_sigkill_never_leaves_a_torn_or_uncommitted_row(tmp_path, kills, time_limit):
     path = tmp_path / "crash.pool"
     with PMemPool.create(path, 32 << 20) as pool:
         for name, n in (("rows", N), ("loose", N_LOOSE)):
@@ -113,9 +115,9 @@ def test_sigkill_never_leaves_a_torn_or_uncommitted_row(tmp_path):
     ctx = multiprocessing.get_context("fork")      # children inherit the compiled kernels
     cache = {0: _values(np.arange(N), 0)}
     rng = random.Random(0)
-    interrupted = kills = 0
+    interrupted = done = 0
     start = time.monotonic()
-    while kills < KILLS and time.monotonic() - start < TIME_LIMIT:
+    while done < kills and time.monotonic() - start < time_limit:
         recv, send = ctx.Pipe(duplex=False)
         child = ctx.Process(target=_child, args=(str(path), send), daemon=True)
         child.start()
@@ -126,7 +128,7 @@ def test_sigkill_never_leaves_a_torn_or_uncommitted_row(tmp_path):
         os.kill(child.pid, signal.SIGKILL)
         child.join()
         assert child.exitcode == -signal.SIGKILL
-        kills += 1
+        done += 1
 
         raw_top = _raw_generations(path, raw_offsets)
         _pmempool_check(path)
@@ -135,14 +137,14 @@ def test_sigkill_never_leaves_a_torn_or_uncommitted_row(tmp_path):
             rows = pool.tier("rows").read_rows(np.arange(N))
             loose = pool.tier("loose").read_rows(np.arange(N_LOOSE))
         interrupted += raw_top > gen
-        assert np.array_equal(rows, _expected(gen, cache)), f"kill {kills}: rows differ from gen {gen}"
+        assert np.array_equal(rows, _expected(gen, cache)), f"kill {done}: rows differ from gen {gen}"
         whole_now = (loose == _values(np.arange(N_LOOSE), gen)).all(axis=1)
         whole_before = (loose == _values(np.arange(N_LOOSE), gen - 1)).all(axis=1)
         assert (whole_now | whole_before).all(), \
-            f"kill {kills}: loose rows {np.flatnonzero(~(whole_now | whole_before))[:5]} are torn"
+            f"kill {done}: loose rows {np.flatnonzero(~(whole_now | whole_before))[:5]} are torn"
         _pmempool_check(path)
 
-    print(f"{kills} kills, {interrupted} interrupted a transaction, {time.monotonic() - start:.1f} s")
-    assert kills >= 10, f"only {kills} kills in {TIME_LIMIT} s"
+    print(f"{done} kills, {interrupted} interrupted a transaction, {time.monotonic() - start:.1f} s")
+    assert done >= min(10, kills), f"only {done} kills in {time_limit} s"
     # most kills land inside a transaction; recovery must have had real work to do
-    assert interrupted >= 1, f"no kill out of {kills} interrupted a transaction"
+    assert interrupted >= 1, f"no kill out of {done} interrupted a transaction"

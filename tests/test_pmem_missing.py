@@ -1,11 +1,16 @@
-"""Without libpmemobj the package imports and plans; asking for a pool names the package to install."""
+"""Without libpmemobj the package imports and plans; asking for a pool names the package to install.
+The environment libpmemobj reads is settled before it loads, with or without the library."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from node_data import make_node_dataset
+from tiered.tiers import pmemobj
 
 CHILD = """
 import sys
@@ -34,3 +39,22 @@ def test_missing_library_names_the_package(tmp_path):
     assert res.stdout.count("apt-get install libpmemobj1") == 2, res.stdout + res.stderr
     assert "dram tiers: 7" in res.stdout, res.stdout + res.stderr
     assert not (tmp_path / "p.pool").exists()
+
+
+@pytest.mark.parametrize("conf,msync,want_conf,want_force", [
+    (None, None, "sds.at_create=0", "1"),                           # PMDK >= 2.1 on a plain file
+    ("prefault.at_open=1", None, "prefault.at_open=1;sds.at_create=0", "1"),
+    ("sds.at_create=1", None, "sds.at_create=1", "1"),              # the user's choice stands
+    (None, "1", "sds.at_create=0", None),                           # TIERED_PMEM_MSYNC: real msync
+])
+def test_environment_is_settled_before_the_library_loads(monkeypatch, conf, msync, want_conf,
+                                                         want_force):
+    for name, value in (("PMEMOBJ_CONF", conf), (pmemobj.MSYNC_ENV, msync),
+                        ("PMEM_IS_PMEM_FORCE", None)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    pmemobj._settle_environment()
+    assert os.environ["PMEMOBJ_CONF"] == want_conf
+    assert os.environ.get("PMEM_IS_PMEM_FORCE") == want_force

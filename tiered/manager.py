@@ -12,7 +12,8 @@ PMem pool, then the SSD, where dataset arrays already are). The classes, in orde
   3  indices, other arrays  one adjacency list per sampled node; the neighbour cache helps
   4  features               read-only and covered by the feature caches, so lowest
 
-Classes 0-2 never go to the SSD (class 2 cannot: the SSD tier reads dataset files).
+Classes 0-1 never go to the SSD, class 2 only when an SSD directory (`ssd_dir`) is
+given for its files. Every SSD tier's read buffers count against the DRAM budget.
 What is left becomes the feature caches when the features are not in DRAM: a PMem
 cache (features on SSD), whose DRAM bookkeeping may use at most half of the DRAM
 left, then a DRAM cache with the rest. Per-array overrides (`place=`) and fixed
@@ -26,12 +27,12 @@ import resource
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
 from .dataset import Dataset, open_dataset
-from .format import ArrayLayout
+from .format import ArrayLayout, ArrayWriter
 from .tiers.base import Tier
 from .tiers.dram import DRAMTier
 from .tiers.pmem import (DEFAULT_CHUNK_BYTES, DEFAULT_TX_BYTES, ArrayGeometry, array_pool_bytes,
@@ -42,6 +43,10 @@ from .units import format_size, parse_size
 TIERS = ("dram", "pmem", "ssd")
 LEARNABLE_ROLES = ("embedding", "optimizer")
 FEATURE_CACHE = "feature_cache"           # the PMem cache's array name in the pool
+SSD_IO = "ssd I/O buffers"                 # DRAM holder: the SSD tiers' aligned read buffers
+SSD_QUEUE_DEPTH = 64                       # the manager's SSD tiers: reads in flight ...
+SSD_MAX_RUN_BYTES = 128 << 10              # ... of at most this many bytes each
+_PAGE = 4096
 _RANK = {"labels": 0, "split": 0, "indptr": 1, "embedding": 2, "optimizer": 2,
          "indices": 3, "other": 3, "features": 4}
 _MEMORY_ONLY = ("labels", "split", "indptr", "embedding", "optimizer")
@@ -144,6 +149,9 @@ class _Ledger:
         self.free[tier] -= nbytes
         self.holders[tier][holder] = self.holders[tier].get(holder, 0) + nbytes
 
+    def copy(self) -> "_Ledger":
+        return _Ledger(dict(self.free), {t: dict(h) for t, h in self.holders.items()})
+
 
 class TierManager:
     """Places a dataset's arrays, learnable arrays and feature caches on DRAM, PMem and SSD.
@@ -161,6 +169,8 @@ class TierManager:
 
     `place` overrides the tier of named arrays ({"indices": "ssd"}); `dram_cache`
     and `pmem_cache` fix the feature caches' sizes (bytes of rows; 0 disables).
+    `ssd_dir` is where learnable arrays placed on the SSD are written (without it
+    they live in DRAM or PMem only); dataset arrays on the SSD are read in place.
     `cache_slot_bytes` and `cache_map_bytes_per_node` are the DRAM bookkeeping a
     cache policy keeps per slot and per node (defaults: the Belady/LRU policies').
     """
@@ -170,7 +180,7 @@ class TierManager:
                  dram_cache: int | str | None = None, pmem_cache: int | str | None = None,
                  pmem_chunk_bytes: int = DEFAULT_CHUNK_BYTES, tx_bytes: int = DEFAULT_TX_BYTES,
                  cache_slot_bytes: int = 40, cache_map_bytes_per_node: int = 4,
-                 ssd_options: Mapping | None = None):
+                 ssd_dir: str | os.PathLike | None = None, ssd_options: Mapping | None = None):
         self.dataset = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
         self.dram_budget = parse_size(dram_budget)
         self.pmem = parse_pmem_spec(pmem)
@@ -181,7 +191,9 @@ class TierManager:
         self.tx_bytes = int(tx_bytes)
         self.cache_slot_bytes = int(cache_slot_bytes)
         self.cache_map_bytes_per_node = int(cache_map_bytes_per_node)
-        self.ssd_options = dict(ssd_options or {})
+        self.ssd_dir = None if ssd_dir is None else Path(ssd_dir)
+        self.ssd_options = {"queue_depth": SSD_QUEUE_DEPTH, "max_run_bytes": SSD_MAX_RUN_BYTES,
+                            **(ssd_options or {})}
         self.specs: dict[str, ArraySpec] = {
             name: ArraySpec(name, lay.shape, lay.dtype, dataset_role(name), layout=lay)
             for name, lay in self.dataset.layouts.items()}
@@ -284,28 +296,64 @@ class TierManager:
                 f"--dram-budget of at least "
                 f"{format_size(reserved + self._memory_only_bytes(), ceil=True)}")
         pmem_room = max(0, capacity - tx_headroom(self.tx_bytes)) if self.pmem else 0
-        led = _Ledger({"dram": self.dram_budget, "pmem": pmem_room, "ssd": 1 << 62})
+        base = _Ledger({"dram": self.dram_budget, "pmem": pmem_room, "ssd": 1 << 62})
         for name, nbytes in self._reserved.items():
-            led.take("dram", f"reserve:{name}", nbytes)
-        tiers: dict[str, str] = {}
+            base.take("dram", f"reserve:{name}", nbytes)
+        fixed_tiers: dict[str, str] = {}
         for name, tier in self.overrides.items():
             spec = self._spec(name)
             self._check_allowed(spec, tier)
             cost = self._cost(spec, tier)
-            if cost > led.free[tier]:
+            if cost > base.free[tier]:
                 raise PlacementError(
                     f"place[{name!r}] = {tier!r}: array {name!r} needs {format_size(cost)} there, "
-                    f"{tier} has {format_size(max(0, led.free[tier]))} left "
-                    f"({self._room_text(tier, led, capacity)})")
-            led.take(tier, name, cost)
-            tiers[name] = tier
+                    f"{tier} has {format_size(max(0, base.free[tier]))} left "
+                    f"({self._room_text(tier, base, capacity)})")
+            base.take(tier, name, cost)
+            fixed_tiers[name] = tier
 
         features = self.specs.get("features")
-        fixed = self._claim_fixed_caches(led, features)
-
-        unplaced = []
-        auto = sorted((s for s in self.specs.values() if s.name not in tiers),
+        fixed = self._claim_fixed_caches(base, features)
+        auto = sorted((s for s in self.specs.values() if s.name not in fixed_tiers),
                       key=lambda s: (_RANK[s.role], s.nbytes, s.name))
+        # Every array on the SSD holds DRAM read buffers while it is read. Which arrays end
+        # there depends on the DRAM left, so place with the buffers of a guessed set held,
+        # and grow the guess until the placement needs no more than it (a few passes).
+        guess = {n for n, t in fixed_tiers.items() if t == "ssd"}
+        while True:
+            led = base.copy()
+            led.take("dram", SSD_IO, sum(self._ssd_io_bytes(self.specs[n]) for n in guess))
+            tiers = dict(fixed_tiers)
+            unplaced = self._place_greedily(auto, led, tiers)
+            on_ssd = {n for n, t in tiers.items() if t == "ssd"}
+            if on_ssd <= guess:
+                break
+            guess |= on_ssd
+        if unplaced:
+            raise PlacementError(self._unplaced_text(unplaced, led, capacity))
+        held = led.holders["dram"].pop(SSD_IO, 0)
+        led.free["dram"] += held
+        if on_ssd:
+            led.take("dram", SSD_IO, sum(self._ssd_io_bytes(self.specs[n]) for n in on_ssd))
+        if led.free["dram"] < 0:
+            raise PlacementError(
+                f"the SSD tiers' read buffers ({format_size(led.holders['dram'][SSD_IO])} for "
+                f"{sorted(on_ssd)}: queue_depth x (max_run_bytes + a row's pages) each) do not "
+                f"fit: {self._room_text('dram', led, capacity)}; give --dram-budget of at least "
+                f"{format_size(self.dram_budget - led.free['dram'], ceil=True)}")
+
+        dram_rows, pmem_rows = self._size_caches(led, features, tiers, fixed)
+        return Placement(tiers=tiers, dram_cache_rows=dram_rows, pmem_cache_rows=pmem_rows,
+                         dram=led.holders["dram"], pmem=led.holders["pmem"],
+                         ssd=led.holders["ssd"], dram_budget=self.dram_budget,
+                         pmem_capacity=capacity, notes=tuple(notes))
+
+    def _place_greedily(self, auto: list[ArraySpec], led: _Ledger,
+                        tiers: dict[str, str]) -> list[ArraySpec]:
+        """Each array, in rank order, on the fastest allowed tier with room; the ones that fit
+        nowhere are returned. An array that lands on the SSD gives back nothing: its read
+        buffers are held already (see _decide)."""
+        unplaced = []
         for spec in auto:
             for tier in self._allowed(spec):
                 cost = self._cost(spec, tier)
@@ -315,14 +363,14 @@ class TierManager:
                     break
             else:
                 unplaced.append(spec)
-        if unplaced:
-            raise PlacementError(self._unplaced_text(unplaced, led, capacity))
+        return unplaced
 
-        dram_rows, pmem_rows = self._size_caches(led, features, tiers, fixed)
-        return Placement(tiers=tiers, dram_cache_rows=dram_rows, pmem_cache_rows=pmem_rows,
-                         dram=led.holders["dram"], pmem=led.holders["pmem"],
-                         ssd=led.holders["ssd"], dram_budget=self.dram_budget,
-                         pmem_capacity=capacity, notes=tuple(notes))
+    def _ssd_io_bytes(self, spec: ArraySpec) -> int:
+        """DRAM one read of an SSD tier holds: queue_depth aligned buffers, each a run of
+        max_run_bytes plus the pages of one row (native/ssd_reader.c)."""
+        opts = self.ssd_options
+        run = max(_PAGE, opts["max_run_bytes"] // _PAGE * _PAGE)
+        return opts["queue_depth"] * (run + -(-spec.row_bytes // _PAGE) * _PAGE + _PAGE)
 
     def _claim_fixed_caches(self, led: _Ledger, features: ArraySpec | None) -> dict[str, int]:
         """Rows of the caches whose size the user fixed, claimed before automatic placement."""
@@ -406,16 +454,18 @@ class TierManager:
         return lo
 
     def _allowed(self, spec: ArraySpec) -> tuple[str, ...]:
-        tiers = ("dram", "pmem") if spec.role in _MEMORY_ONLY else TIERS
+        to_ssd_dir = spec.learnable and self.ssd_dir is not None
+        memory_only = spec.role in _MEMORY_ONLY and not to_ssd_dir
+        tiers = ("dram", "pmem") if memory_only else TIERS
         return tiers if self.pmem is not None else tuple(t for t in tiers if t != "pmem")
 
     def _check_allowed(self, spec: ArraySpec, tier: str) -> None:
         if tier == "pmem" and self.pmem is None:
             raise PlacementError(f"place[{spec.name!r}] = 'pmem' needs a PMem pool "
                                  "(--pmem PATH:SIZE)")
-        if tier == "ssd" and spec.learnable:
-            raise PlacementError(f"place[{spec.name!r}] = 'ssd': learnable arrays live in DRAM or "
-                                 "PMem (the SSD tier reads the dataset's files)")
+        if tier == "ssd" and spec.learnable and self.ssd_dir is None:
+            raise PlacementError(f"place[{spec.name!r}] = 'ssd': a learnable array on the SSD "
+                                 "needs a directory for its file (ssd_dir=)")
 
     def _cost(self, spec: ArraySpec, tier: str) -> int:
         return self._pool_cost(spec) if tier == "pmem" else spec.nbytes
@@ -437,13 +487,15 @@ class TierManager:
                 f"DRAM or PMem and need {format_size(need)}; "
                 f"{self._room_text('dram', led, capacity)}; "
                 f"{self._room_text('pmem', led, capacity)}. Needed: --dram-budget of at least "
-                f"{format_size(self.dram_budget - max(0, led.free['dram']) + need, ceil=True)}")
+                f"{format_size(self.dram_budget - led.free['dram'] + need, ceil=True)}")
         pool_need = sum(self._pool_cost(s) for s in unplaced)
         used_pool = sum(led.holders["pmem"].values())
         size = pool_size_for(used_pool + pool_need + tx_headroom(self.tx_bytes),
                              self.pmem_chunk_bytes)
-        return text + (f", or a PMem pool of at least {format_size(size, ceil=True)} "
-                       "(--pmem PATH:SIZE)")
+        text += f", or a PMem pool of at least {format_size(size, ceil=True)} (--pmem PATH:SIZE)"
+        if self.ssd_dir is None and any(s.learnable for s in unplaced):
+            text += "; or let learnable arrays go to the SSD (ssd_dir=)"
+        return text
 
     def _room_text(self, tier: str, led: _Ledger, capacity: int) -> str:
         if tier == "pmem":
@@ -452,8 +504,11 @@ class TierManager:
             return (f"the PMem pool has {format_size(max(0, led.free['pmem']))} left of "
                     f"{format_size(capacity)} usable")
         if tier == "dram":
+            io = led.holders["dram"].get(SSD_IO, 0)
             return (f"DRAM has {format_size(max(0, led.free['dram']))} left of the "
-                    f"{format_size(self.dram_budget)} budget")
+                    f"{format_size(self.dram_budget)} budget"
+                    + (f" ({format_size(io)} of it held for the SSD tiers' read buffers)"
+                       if io else ""))
         return "the SSD holds the dataset's files"
 
     # ---- opening ------------------------------------------------------------------------
@@ -533,16 +588,23 @@ class TierManager:
         if spec.layout is not None:
             return DRAMTier(spec.layout.read_all(), name=f"dram:{spec.name}", pin=False)
         array = np.empty(spec.shape, spec.dtype)
-        fill = _init_source(spec)
-        step = max(1, _INIT_BLOCK_BYTES // max(1, spec.row_bytes))
-        for a in range(0, spec.shape[0], step):
-            b = min(spec.shape[0], a + step)
-            array[a:b] = fill(a, b)
+        for a, b, rows in _init_blocks(spec):
+            array[a:b] = rows
         return DRAMTier(array, name=f"dram:{spec.name}", pin=False)
 
     def _ssd_tier(self, spec: ArraySpec) -> Tier:
+        """A dataset array read in place, or a learnable one written afresh under ssd_dir
+        (its rows are then updated in place: not crash-atomic, so no run resumes from it)."""
         from .tiers.ssd import SSDTier             # native module: imported only when needed
-        return SSDTier(spec.layout, **self.ssd_options)
+        layout = spec.layout
+        if layout is None:
+            with ArrayWriter(self.ssd_dir, spec.name, spec.shape, spec.dtype) as w:
+                for _, _, rows in _init_blocks(spec):
+                    w.write(rows)
+            layout = w.layout
+            self._open_notes.append(f"ssd: wrote {spec.name!r} to {layout.directory}")
+        return SSDTier(layout, writable=spec.learnable, name=f"ssd:{spec.name}",
+                       **self.ssd_options)
 
     # ---- using ------------------------------------------------------------------------
     def tier(self, name: str) -> Tier:
@@ -638,6 +700,15 @@ class TierManager:
     def _check_unopened(self, what: str) -> None:
         if self._opened:
             raise RuntimeError(f"TierManager.{what}: the placement is fixed once open() ran")
+
+
+def _init_blocks(spec: ArraySpec) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(start, stop, rows) of a learnable array's initial value, 64 MiB at a time."""
+    fill = _init_source(spec)
+    step = max(1, _INIT_BLOCK_BYTES // max(1, spec.row_bytes))
+    for a in range(0, spec.shape[0], step):
+        b = min(spec.shape[0], a + step)
+        yield a, b, fill(a, b)
 
 
 def _init_source(spec: ArraySpec) -> Callable[[int, int], np.ndarray]:

@@ -17,13 +17,18 @@ committed write; a `write_rows` call is one transaction (split into several of
 Writes of a scratch array (the PMem feature cache) are plain parallel copies.
 
 Concurrency. libpmemobj locks a pool file for its opener (flock): a second
-process, or a second open in this process, gets PMemError naming the holder;
-to read a pool from another process, close it in the owner first. Inside a
-process, share the one PMemPool and its tiers between threads: each tier has a
-readers-writer lock (reads run in parallel, a write excludes reads so nobody
-sees a half-written row), transactions on one pool are serialised, and close()
-waits for operations in flight. Numpy views from `PMemTier.chunks()` are raw
-memory of the mapping: they are not locked and are invalid after close().
+process, or a second open in this process, gets PMemError naming the holder.
+Inside a process, share the one PMemPool and its tiers between threads: each
+tier has a readers-writer lock (reads run in parallel, a write excludes reads so
+nobody sees a half-written row), transactions on one pool are serialised, and
+close() waits for operations in flight. A process forked from the owner (data
+loader workers) inherits the mapping and may read through the inherited
+objects, serially (numba's OpenMP cannot run after fork); it may not write,
+allocate or run transactions (libpmemobj's per-pool state belongs to the owner),
+and its close() leaves the owner's mapping and lock alone. Any other process
+reads a pool only after the owner closes it. Numpy views from
+`PMemTier.chunks()` are raw memory of the mapping: they are not locked and are
+invalid after close().
 """
 from __future__ import annotations
 
@@ -304,6 +309,21 @@ _open_pools: dict[tuple[int, int], "PMemPool"] = {}
 _tx_pool = threading.local()             # the pool this thread has a transaction open on
 
 
+def _after_fork_in_child() -> None:
+    """A forked child keeps the parent's pools as read-only views: its locks start free
+    (a parent thread may have held them at the fork) and no transaction is open."""
+    global _registry_lock, _tx_pool
+    _registry_lock = threading.Lock()
+    _tx_pool = threading.local()
+    for pool in _open_pools.values():
+        pool._lock = threading.RLock()
+        for tier in pool._tiers.values():
+            tier._rw = _RWLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 # ---- pool -------------------------------------------------------------------
 
 _ENTRY = "struct tiered_array_entry"
@@ -339,6 +359,7 @@ class PMemPool:
         self.size = size
         self._pop = pop
         self._base = int(self._ffi.cast("uintptr_t", pop))
+        self.owner_pid = os.getpid()             # the process libpmemobj opened it in
         self._lock = threading.RLock()
         self._tiers: dict[str, PMemTier] = {}
         self._closed = False
@@ -381,6 +402,9 @@ class PMemPool:
             raise FileNotFoundError(f"{path}: no such pool file")
         with _registry_lock:
             other = _open_pools.get(_file_key(path))
+            if other is not None and other.forked:
+                raise PMemError(f"{path}: pool is open in process {other.owner_pid}, which this "
+                                f"process was forked from; read through the inherited {other!r}")
             if other is not None:
                 raise PMemError(f"{path}: pool is already open in this process ({other!r}); share "
                                 "that object between threads (it is thread-safe) or close it first")
@@ -447,6 +471,11 @@ class PMemPool:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def forked(self) -> bool:
+        """True in a process forked from the owner: reads only (see the module doc)."""
+        return os.getpid() != self.owner_pid
 
     @property
     def capacity(self) -> int:
@@ -590,6 +619,7 @@ class PMemPool:
         _TxFailed and this raises PMemError. Any exception rolls the block back.
         Nested blocks join the outer transaction (libpmemobj nesting)."""
         ffi, lib = self._ffi, self._lib
+        self._check_owner(what)
         outer = getattr(_tx_pool, "pool", None)
         if outer is not None and outer is not self:
             raise PMemError(f"{self.path}: {what}: this thread has a transaction open on "
@@ -633,15 +663,17 @@ class PMemPool:
                     raise PMemError(f"{self.path}: msync failed: {os.strerror(self._ffi.errno)}")
 
     def close(self) -> None:
-        """Wait for operations in flight, sync an emulated pool, unmap and unlock. Idempotent."""
+        """Wait for operations in flight, sync an emulated pool, unmap and unlock. Idempotent.
+        In a forked child: only forget the inherited objects (the owner keeps its pool)."""
         with self._lock:
             if self._closed:
                 return
             for tier in list(self._tiers.values()):
                 tier._detach()
-            self.sync()
+            if not self.forked:                  # a forked child leaves the owner's pool be
+                self.sync()
+                self._lib.pmemobj_close(self._pop)
             self._closed = True
-            self._lib.pmemobj_close(self._pop)
             self._pop = None
             with _registry_lock:
                 for k in [k for k, v in _open_pools.items() if v is self]:
@@ -657,6 +689,12 @@ class PMemPool:
     def _check_open(self) -> None:
         if self._closed:
             raise PMemError(f"{self.path}: pool is closed")
+
+    def _check_owner(self, what: str) -> None:
+        if self.forked:
+            raise PMemError(f"{self.path}: {what}: only process {self.owner_pid}, which opened "
+                            f"the pool, may change it; this process (pid {os.getpid()}) was "
+                            f"forked from it and may only read")
 
     def _find(self, name: str):
         self._check_open()
@@ -818,6 +856,7 @@ class PMemTier(Tier):
         """Fill every row from `source` (an array, a dataset array, or f(start, stop) -> rows),
         persist, then mark the array ready with `source_key`. Not transactional: a crash
         midway leaves the array not ready, and whoever opens it next loads it again."""
+        self.pool._check_owner(f"load array {self.array_name!r}")
         block, boundary = _row_source(source, self)
         ffi, lib = self.pool._ffi, self.pool._lib
         step = max(1, _LOAD_BLOCK_BYTES // max(1, self.row_bytes))
@@ -849,7 +888,8 @@ class PMemTier(Tier):
 
     def _read(self, ids: np.ndarray, out: np.ndarray) -> int:
         o = as_byte_rows(out)
-        kernel = _gather_parallel if o.nbytes >= _PARALLEL_BYTES else _gather_serial
+        parallel = o.nbytes >= _PARALLEL_BYTES and not self.pool.forked
+        kernel = _gather_parallel if parallel else _gather_serial
         with self._rw.read():
             self._check_attached()
             kernel(self._span, self._chunk_off, self.chunk_rows, ids, o)
@@ -857,6 +897,7 @@ class PMemTier(Tier):
 
     def _write(self, ids: np.ndarray, rows: np.ndarray) -> int:
         r = as_byte_rows(rows)
+        self.pool._check_owner(f"write {len(ids)} rows of array {self.array_name!r}")
         if not self.durable:
             kernel = _scatter_parallel if r.nbytes >= _PARALLEL_BYTES else _scatter_serial
             with self._rw.write():
