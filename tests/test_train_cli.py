@@ -47,8 +47,24 @@ def test_cli_trains_and_writes_metrics(tmp_path, ds, capsys):
                "--no-progress"])
     assert rc == 0
     assert len(m.read_text().splitlines()) == 2
-    assert "test acc" in capsys.readouterr().out
-    assert json.loads(m.read_text().splitlines()[0])["bytes_read"] > 0
+    out = capsys.readouterr().out
+    assert "test acc" in out and "memory by tier" in out
+    first = json.loads(m.read_text().splitlines()[0])
+    assert first["bytes_read"] > 0
+    assert 0 < first["peak_bytes"]["dram"] <= 256 << 20 and first["peak_bytes"]["ssd"] > 0
+
+
+def test_place_overrides_one_array_from_the_command_line(tmp_path, ds, capsys):
+    (tmp_path / "p.yaml").write_text("place: {indices: ssd}\n")
+    for extra in (["--place", "indices=ssd"], ["--config", str(tmp_path / "p.yaml")]):
+        assert main([ds, "--epochs", "1", "--no-progress", *extra]) == 0
+        assert "indices on ssd" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="contradicts"):
+        make_config(dataset=ds, features_on="dram", place="features=ssd")
+    with pytest.raises(ValueError, match="tiers are dram, pmem or ssd"):
+        make_config(dataset=ds, place={"indices": "tape"})
+    assert main([ds, "--place", "nope=ssd", "--no-progress"]) == 2
+    assert "nope" in capsys.readouterr().err
 
 
 def test_cli_errors_name_what_is_wrong(tmp_path, ds, capsys):

@@ -13,6 +13,7 @@ import sys
 
 from ..plan import POLICIES
 from ..settings import join_list_flags
+from ..tiers.pmemobj import PMemError, PMemUnavailable
 from .config import LinkConfig, make_link_config
 from .optim import ROW_OPTIMIZERS
 from .storage import TABLE_TIERS
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = make_link_config(config_file, **kw)
         trainer = LinkTrainer(cfg)
-    except (FileNotFoundError, ValueError, TypeError) as e:
+    except (FileNotFoundError, ValueError, TypeError, PMemError, PMemUnavailable) as e:
         print(f"tiered-train: error: {e}", file=sys.stderr)
         return 2
     try:

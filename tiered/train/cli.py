@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from ..settings import join_list_flags
+from ..tiers.pmemobj import PMemError, PMemUnavailable
 from .config import CACHE_POLICIES, FEATURE_TIERS, make_config
 from .loader import BudgetError
 from .trainer import ModelInterfaceError, Trainer
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--pmem", help="PATH:SIZE of a persistent-memory pool for features or their cache")
     a("--features-on", choices=FEATURE_TIERS, help="tier holding the feature array; auto puts "
                                                    "it in DRAM when it fits the budget [auto]")
+    a("--place", help="per-array tier overrides NAME=TIER[,NAME=TIER], e.g. indices=ssd "
+                      "(arrays: features, indices, indptr, labels, ...; tiers: dram, pmem, ssd) "
+                      "[the manager's rule, docs/tiers.md]")
     a("--cache", choices=CACHE_POLICIES, help="feature cache policy; belady replays the "
                                               "inspector's optimal plan [belady]")
     a("--cache-size", help="DRAM feature cache: rows, a share of rows (10%%) or bytes (64MiB) "
@@ -86,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         trainer.fit()
     except KeyboardInterrupt:
         return 130
-    except (FileNotFoundError, ValueError, BudgetError, ModelInterfaceError) as e:
+    except (FileNotFoundError, ValueError, BudgetError, ModelInterfaceError, PMemError,
+            PMemUnavailable) as e:
         print(f"tiered-train: error: {e}", file=sys.stderr)
         return 2
     print(trainer.summary())

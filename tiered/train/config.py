@@ -35,6 +35,7 @@ class TrainConfig:
     dram_budget: str | None = None      # None: the machine's available memory
     pmem: str | None = None             # PATH:SIZE of a persistent-memory pool
     features_on: str = "auto"           # tier of the feature array: auto | dram | ssd | pmem
+    place: dict[str, str] | None = None  # per-array tier overrides, e.g. {"indices": "ssd"}
     cache: str = "belady"
     cache_size: str | None = None       # rows, "10%" of rows, or bytes ("64MiB"); None: what the budget leaves
     superbatch: int = 32                # batches sampled and planned together
@@ -70,6 +71,10 @@ class TrainConfig:
             raise ValueError(f"cache must be one of {CACHE_POLICIES}, got {self.cache!r}")
         if self.features_on not in FEATURE_TIERS:
             raise ValueError(f"features_on must be one of {FEATURE_TIERS}, got {self.features_on!r}")
+        self.place = place_overrides(self.place)
+        if self.features_on != "auto" and self.place.get("features", self.features_on) != self.features_on:
+            raise ValueError(f"features_on = {self.features_on} contradicts place features = "
+                             f"{self.place['features']}")
         if self.transfer not in ("copy", "zero-copy"):
             raise ValueError(f"transfer must be copy or zero-copy, got {self.transfer!r}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
@@ -89,6 +94,24 @@ class TrainConfig:
     def cache_rows(self, num_rows: int, row_bytes: int) -> int | None:
         """cache_size as a number of rows (None: let the budget decide)."""
         return None if self.cache_size is None else size_in_rows(self.cache_size, num_rows, row_bytes)
+
+
+def place_overrides(v: str | dict | None) -> dict[str, str]:
+    """"indices=ssd,features=pmem" or {"indices": "ssd"} as a dict of array -> tier."""
+    if v is None:
+        return {}
+    if isinstance(v, str):
+        try:
+            v = dict(p.split("=", 1) for p in v.replace(" ", "").split(",") if p)
+        except ValueError:
+            raise ValueError(f"place must be NAME=TIER[,NAME=TIER...], got {v!r}") from None
+    if not isinstance(v, dict):
+        raise ValueError(f"place must map array names to tiers, got {v!r}")
+    out = {str(k): str(t) for k, t in v.items()}
+    bad = {k: t for k, t in out.items() if t not in ("dram", "pmem", "ssd")}
+    if bad:
+        raise ValueError(f"place {bad}: tiers are dram, pmem or ssd")
+    return out
 
 
 def read_config_file(path: str | Path) -> dict:

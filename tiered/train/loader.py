@@ -136,7 +136,9 @@ class NodeLoader:
             "assembly ring": (cfg.prefetch + 2) * rows * self.row_bytes,
             "load staging": rows * self.row_bytes,
             "sampled + plan arrays": 2 * cfg.superbatch * rows * _SAMPLED_BYTES_PER_ROW}
-        place = {} if cfg.features_on == "auto" else {"features": cfg.features_on}
+        place = dict(cfg.place or {})
+        if cfg.features_on != "auto":
+            place["features"] = cfg.features_on
         asked = cfg.cache_rows(n, self.row_bytes)
         no_cache = cfg.cache == "none"
         mgr = TierManager(self.ds, budget, pmem=cfg.pmem, place=place,

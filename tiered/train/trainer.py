@@ -67,6 +67,7 @@ class EpochResult:
     batches_per_s: float
     tiers: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    peak_bytes: dict = field(default_factory=dict)   # per tier, the manager's account so far
 
     def as_dict(self) -> dict:
         return dict(vars(self))
@@ -218,7 +219,8 @@ class Trainer:
                               stats["hit_rate"], stats["bytes_read"],
                               stats["bytes_read"] / max(train_s, 1e-9) / 1e6,
                               stats["batches"] / max(train_s, 1e-9), stats["tiers"],
-                              stats["seconds"])
+                              stats["seconds"],
+                              {t: u["peak"] for t, u in self.loader.manager.usage().items()})
             self.history.append(res)
             improved = val is not None and val > self.best_val
             if improved:
@@ -259,6 +261,7 @@ class Trainer:
         lines.append(f"DRAM cache hit rate {np.mean([r.hit_rate for r in h]):.3f}, read "
                      f"{format_size(sum(r.bytes_read for r in h))} from the tiers")
         lines.append("time split (s): " + ", ".join(f"{k} {v:.2f}" for k, v in split.items()))
+        lines.append("memory by tier (the manager's account):\n" + self.loader.manager.report())
         return "\n".join(lines)
 
     # ---- checkpoints --------------------------------------------------------------------
