@@ -59,6 +59,60 @@ class Placement:
                 f"{format_size(sum(self.batch_bytes.values()))}")
 
 
+def probe_batch_rows(ds: Dataset, cfg: TrainConfig) -> int:
+    """Largest n_id of two sampled training (and evaluation) batches, x 1.25: the rows the
+    batch buffers must hold."""
+    indptr = ds.load("indptr")
+    lay = ds.layout("indices")
+    indices = lay.read_all() if lay.nbytes <= (256 << 20) else None
+    if indices is None:
+        from ..tiers.ssd import SSDTier
+        indices = SSDTier(lay)
+    rng = np.random.default_rng(cfg.seed)
+    probes = [("train", cfg.fanouts, cfg.batch_size)]
+    if "val" in ds.splits:
+        probes.append(("val", cfg.eval_fanouts or cfg.fanouts, cfg.eval_batch_size or
+                       cfg.batch_size))
+    most = 0
+    try:
+        for split, fanouts, bs in probes:
+            ids = ds.split(split)
+            seeds = [rng.permutation(ids)[:bs] for _ in range(2)]
+            sb = NeighborSampler(indptr, indices, fanouts).sample(seeds, [-1, -2])
+            most = max(most, int(np.diff(sb.node_ptr).max()))
+    finally:
+        if not isinstance(indices, np.ndarray):
+            indices.close()
+    return min(ds.num_nodes, int(most * 1.25) + 1)
+
+
+def batch_reservations(ds: Dataset, cfg: TrainConfig, rows: int) -> dict[str, int]:
+    """The DRAM a run reserves for batches of up to `rows` rows, by holder."""
+    row_bytes = ds.layout("features").row_bytes
+    return {"assembly ring": (cfg.prefetch + 2) * rows * row_bytes,
+            "load staging": rows * row_bytes,
+            "sampled + plan arrays": 2 * cfg.superbatch * rows * _SAMPLED_BYTES_PER_ROW}
+
+
+def placement_manager(ds: Dataset, cfg: TrainConfig, rows: int) -> TierManager:
+    """The TierManager a NodeLoader for `cfg` uses (overrides, cache sizes and batch
+    reservations for batches of `rows` rows), not yet planned or opened; the advisor
+    prices candidate placements with it."""
+    n, row_bytes = ds.num_nodes, ds.layout("features").row_bytes
+    budget = cfg.dram_budget_bytes() or int(available_memory() * 0.8)
+    place = dict(cfg.place or {})
+    if cfg.features_on != "auto":
+        place["features"] = cfg.features_on
+    asked = cfg.cache_rows(n, row_bytes)
+    no_cache = cfg.cache == "none"
+    mgr = TierManager(ds, budget, pmem=cfg.pmem, place=place,
+                      dram_cache=0 if no_cache else (None if asked is None else asked * row_bytes),
+                      pmem_cache=0 if no_cache or cfg.cache != "belady" else None)
+    for name, nbytes in batch_reservations(ds, cfg, rows).items():
+        mgr.reserve(name, nbytes)
+    return mgr
+
+
 class NodeLoader:
     """Batches of one split of a node-classification dataset, through the tiers.
 
@@ -99,54 +153,12 @@ class NodeLoader:
         self._resume: tuple[tuple[int, int], PolicyState] | None = None
 
     # ---- placement ---------------------------------------------------------------------
-    def _probe_batch_rows(self) -> int:
-        """Largest n_id of two sampled training (and evaluation) batches, x 1.25: what the
-        buffers must hold."""
-        indptr = self.ds.load("indptr")
-        lay = self.ds.layout("indices")
-        indices = lay.read_all() if lay.nbytes <= (256 << 20) else None
-        if indices is None:
-            from ..tiers.ssd import SSDTier
-            indices = SSDTier(lay)
-        cfg = self.cfg
-        rng = np.random.default_rng(cfg.seed)
-        probes = [("train", cfg.fanouts, cfg.batch_size)]
-        if "val" in self.ds.splits:
-            probes.append(("val", cfg.eval_fanouts or cfg.fanouts, cfg.eval_batch_size or
-                           cfg.batch_size))
-        most = 0
-        try:
-            for split, fanouts, bs in probes:
-                ids = self.ds.split(split)
-                seeds = [rng.permutation(ids)[:bs] for _ in range(2)]
-                sb = NeighborSampler(indptr, indices, fanouts).sample(seeds, [-1, -2])
-                most = max(most, int(np.diff(sb.node_ptr).max()))
-        finally:
-            if not isinstance(indices, np.ndarray):
-                indices.close()
-        return min(self.num_nodes, int(most * 1.25) + 1)
-
     def _manager(self) -> TierManager:
         """Ask the TierManager for a placement with this run's batch buffers reserved."""
-        cfg, n = self.cfg, self.num_nodes
-        budget = cfg.dram_budget_bytes() or int(available_memory() * 0.8)
-        rows = self._probe_batch_rows()
+        rows = probe_batch_rows(self.ds, self.cfg)
         self._batch_rows = rows
-        self._batch_bytes = {
-            "assembly ring": (cfg.prefetch + 2) * rows * self.row_bytes,
-            "load staging": rows * self.row_bytes,
-            "sampled + plan arrays": 2 * cfg.superbatch * rows * _SAMPLED_BYTES_PER_ROW}
-        place = dict(cfg.place or {})
-        if cfg.features_on != "auto":
-            place["features"] = cfg.features_on
-        asked = cfg.cache_rows(n, self.row_bytes)
-        no_cache = cfg.cache == "none"
-        mgr = TierManager(self.ds, budget, pmem=cfg.pmem, place=place,
-                          dram_cache=0 if no_cache else (None if asked is None else
-                                                         asked * self.row_bytes),
-                          pmem_cache=0 if no_cache or cfg.cache != "belady" else None)
-        for name, nbytes in self._batch_bytes.items():
-            mgr.reserve(name, nbytes)
+        self._batch_bytes = batch_reservations(self.ds, self.cfg, rows)
+        mgr = placement_manager(self.ds, self.cfg, rows)
         try:
             mgr.plan()
         except PlacementError as e:
