@@ -34,6 +34,19 @@ def test_lru_cache_gives_the_same_losses(ds):
     assert lru.losses == ref.losses
 
 
+def test_topology_on_ssd_with_a_neighbour_cache_gives_the_same_losses(ds):
+    """indices on the SSD tier, with and without a page cache of them: the same samples."""
+    ref = run(cfg(ds, features_on="dram", epochs=1))
+    plain = run(cfg(ds, features_on="dram", place={"indices": "ssd"}, epochs=1))
+    cached = run(cfg(ds, features_on="dram", place={"indices": "ssd"}, neighbor_cache="16KiB",
+                     epochs=1))
+    assert plain.loader.placement.indices_on == cached.loader.placement.indices_on == "ssd"
+    assert plain.loader.neighbor_cache is None and cached.loader.neighbor_cache.num_cached > 0
+    assert "reserve:neighbour cache" in cached.loader.manager.usage()["dram"]["holders"]
+    assert ref.losses == plain.losses == cached.losses
+    assert cached.loader.sampler.fetched_positions < plain.loader.sampler.fetched_positions
+
+
 def test_learns_and_writes_metrics(ds, tmp_path):
     m = tmp_path / "m.jsonl"
     tr = run(cfg(ds, epochs=6, metrics=str(m), features_on="ssd", cache_size="10%",

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "inspector's optimal plan [belady]")
     a("--cache-size", help="DRAM feature cache: rows, a share of rows (10%%) or bytes (64MiB) "
                            "[what the budget leaves]")
+    a("--neighbor-cache", help="DRAM for the pages of indices most likely read, when indices "
+                               "are not in DRAM, e.g. 256MiB (saves SSD reads; on a fast "
+                               "SSD it may not save time, docs/inspector.md) [none]")
     a("--superbatch", type=int, help="batches sampled and planned together (Belady's lookahead) [32]")
     a("--prefetch", type=int, help="assembled batches queued ahead of the model [2]")
     a("--device", help="cpu or cuda[:N] [cpu]")

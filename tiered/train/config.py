@@ -39,6 +39,7 @@ class TrainConfig:
     cache: str = "belady"
     cache_size: str | None = None       # rows, "10%" of rows, or bytes ("64MiB"); None: what the budget leaves
     superbatch: int = 32                # batches sampled and planned together
+    neighbor_cache: str | None = None   # DRAM bytes of indices pages cached when indices are on SSD/PMem
     prefetch: int = 2                   # assembled batches queued ahead of the model
     device: str = "cpu"
     transfer: str = "copy"              # CUDA hand-off: copy | zero-copy
@@ -79,14 +80,18 @@ class TrainConfig:
             raise ValueError(f"transfer must be copy or zero-copy, got {self.transfer!r}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device must be cpu or cuda[:N], got {self.device!r}")
-        if self.dram_budget is not None:
-            parse_size(self.dram_budget)
+        for name in ("dram_budget", "neighbor_cache"):
+            if getattr(self, name) is not None:
+                parse_size(getattr(self, name))
         if self.resume and not self.checkpoint:
             raise ValueError("--resume needs --checkpoint DIR")
         return self
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def neighbor_cache_bytes(self) -> int:
+        return 0 if self.neighbor_cache is None else parse_size(self.neighbor_cache)
 
     def dram_budget_bytes(self) -> int | None:
         return None if self.dram_budget is None else parse_size(self.dram_budget)

@@ -25,7 +25,7 @@ from ..manager import PlacementError, TierManager
 from ..memory import available_memory
 from ..plan import make_policy
 from ..plan.policy import CachePolicy, PolicyState
-from ..sampling import NeighborSampler
+from ..sampling import NeighborCache, NeighborSampler, page_degree_score
 from ..tiers.dram import DRAMTier
 from ..units import format_size
 from .config import TrainConfig
@@ -87,11 +87,15 @@ def probe_batch_rows(ds: Dataset, cfg: TrainConfig) -> int:
 
 
 def batch_reservations(ds: Dataset, cfg: TrainConfig, rows: int) -> dict[str, int]:
-    """The DRAM a run reserves for batches of up to `rows` rows, by holder."""
+    """The DRAM a run reserves for batches of up to `rows` rows (and the neighbour cache
+    when one is asked for), by holder."""
     row_bytes = ds.layout("features").row_bytes
-    return {"assembly ring": (cfg.prefetch + 2) * rows * row_bytes,
-            "load staging": rows * row_bytes,
-            "sampled + plan arrays": 2 * cfg.superbatch * rows * _SAMPLED_BYTES_PER_ROW}
+    out = {"assembly ring": (cfg.prefetch + 2) * rows * row_bytes,
+           "load staging": rows * row_bytes,
+           "sampled + plan arrays": 2 * cfg.superbatch * rows * _SAMPLED_BYTES_PER_ROW}
+    if cfg.neighbor_cache_bytes():
+        out["neighbour cache"] = cfg.neighbor_cache_bytes()
+    return out
 
 
 def placement_manager(ds: Dataset, cfg: TrainConfig, rows: int) -> TierManager:
@@ -175,10 +179,17 @@ class NodeLoader:
         self.splits = {s: tiers[f"{s}_idx"].array.astype(np.int64, copy=False)
                        for s in self.ds.splits}
         indices = tiers["indices"]
-        self.sampler = NeighborSampler(self.indptr, indices, cfg.fanouts, seed=cfg.seed)
+        self.neighbor_cache = None
+        if cfg.neighbor_cache_bytes() and not isinstance(indices, DRAMTier):
+            fanout = max(f if f > 0 else 1 << 30 for f in cfg.fanouts)
+            self.neighbor_cache = NeighborCache.build(
+                indices, cfg.neighbor_cache_bytes(), page_degree_score(self.indptr, indices, fanout))
+        self.sampler = NeighborSampler(self.indptr, indices, cfg.fanouts, seed=cfg.seed,
+                                       neighbor_cache=self.neighbor_cache)
         eval_f = cfg.eval_fanouts or cfg.fanouts
         self.eval_sampler = (self.sampler if eval_f == cfg.fanouts else
-                             NeighborSampler(self.indptr, indices, eval_f, seed=cfg.seed))
+                             NeighborSampler(self.indptr, indices, eval_f, seed=cfg.seed,
+                                             neighbor_cache=self.neighbor_cache))
         self.features = tiers["features"]
         caps = [p.dram_cache_rows] + ([p.pmem_cache_rows] if p.pmem_cache_rows else [])
         policy_name = cfg.cache if sum(caps) else "none"
