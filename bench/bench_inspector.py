@@ -35,9 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH_DIR, drop_file_cache, machine, write_json  # noqa: E402
 
 from tiered.format import read_array_layout, write_array  # noqa: E402
-from tiered.sampling.rng import mix64  # noqa: E402
+from tiered.splitmix import INV53, mix64  # noqa: E402
 
-_INV53 = 1.0 / 9007199254740992.0
 DEFAULT_GRAPH = Path("/work/bigdata/inspector/powerlaw-10M-120M")
 CGROUP_ROOT = Path("/sys/fs/cgroup/memory")
 
@@ -62,9 +61,9 @@ def _chung_lu_edges(n, m, alpha_out, alpha_in, seed, perm, src, dst):
     top_i = float(n) ** a_i - 1.0
     for e in numba.prange(m):
         h = mix64(np.uint64(seed) ^ mix64(np.uint64(e) + np.uint64(0x9E3779B97F4A7C15)))
-        u = float(h >> np.uint64(11)) * _INV53
+        u = float(h >> np.uint64(11)) * INV53
         h2 = mix64(h + np.uint64(0x632BE59BD9B4E019))
-        w = float(h2 >> np.uint64(11)) * _INV53
+        w = float(h2 >> np.uint64(11)) * INV53
         r_o = min(n - 1, int((1.0 + u * top_o) ** (1.0 / a_o)) - 1)
         r_i = min(n - 1, int((1.0 + w * top_i) ** (1.0 / a_i)) - 1)
         src[e] = perm[r_o]

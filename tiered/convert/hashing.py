@@ -10,24 +10,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
+from ..splitmix import GOLDEN, INV53, mix64
+
 _S16 = np.uint64(16)
 _MASK16 = np.uint64(0xFFFF)
-_INV53 = 1.0 / 9007199254740992.0   # 2**-53
 _SQRT3 = np.sqrt(3.0)
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def mix64(x):
-    """splitmix64 finaliser: a bijective, well-mixed 64-bit hash."""
-    x = (x ^ (x >> _S30)) * _M1
-    x = (x ^ (x >> _S27)) * _M2
-    return x ^ (x >> _S31)
 
 
 def stream_key(seed: int, stream: int) -> np.uint64:
@@ -39,13 +26,13 @@ def stream_key(seed: int, stream: int) -> np.uint64:
 @numba.njit(nogil=True, cache=True, inline="always")
 def hash_at(key, counter):
     """64 random bits for position `counter` of the stream `key` (splitmix64 started at key)."""
-    return mix64(key + (np.uint64(counter) + np.uint64(1)) * _GOLDEN)
+    return mix64(key + (np.uint64(counter) + np.uint64(1)) * GOLDEN)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
 def uniform_at(key, counter):
     """A uniform float in [0, 1) for position `counter` of stream `key`."""
-    return float(hash_at(key, counter) >> np.uint64(11)) * _INV53
+    return float(hash_at(key, counter) >> np.uint64(11)) * INV53
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
