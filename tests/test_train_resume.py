@@ -10,6 +10,7 @@ import torch
 from node_data import cfg, make_node_dataset, run
 from tiered.plan import PolicyState
 from tiered.train import NodeLoader, Trainer
+from tiered.train import loader as loader_module
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +65,29 @@ def test_checkpoint_every_and_best_model(ds, tmp_path):
 
 
 @pytest.mark.parametrize("cache", ["belady", "lru", "sieve", "static"])
-def test_resumed_loader_plans_every_batch_as_the_uninterrupted_one(ds, cache):
+def test_resumed_loader_plans_every_batch_as_the_uninterrupted_one(ds, cache, monkeypatch):
     """The policy state a checkpoint saves at batch 6 makes the resumed loader plan batches
     6.. (loads, slots, moves, evictions) exactly as the uninterrupted loader did."""
+    planned: list = []
+
+    def recording_inspect(*args, **kw):
+        for sb in real_inspect(*args, **kw):
+            planned.append(sb)
+            yield sb
+
+    real_inspect = loader_module.inspect
+    monkeypatch.setattr(loader_module, "inspect", recording_inspect)
     c = cfg(ds, features_on="ssd", cache=cache, cache_size="10%")
     with NodeLoader(c) as ref:
         for _ in ref.epoch(0):
             pass
-        ref_sbs = dict(ref._planned)                       # all 3 superbatches of the epoch
         saved = ref.policy_state(0, 6).to_dict()           # what save_checkpoint writes
+    ref_sbs = {(sb.epoch, sb.index): sb for sb in planned}  # all 3 superbatches of the epoch
+    planned.clear()
     with NodeLoader(c) as res:
         res.resume_at(0, 6, PolicyState.from_dict(saved))
         got = sum(1 for _ in res.epoch(0, start=6))
-        res_sbs = dict(res._planned)
+    res_sbs = {(sb.epoch, sb.index): sb for sb in planned}
     assert got == 4
     for b in range(6, 10):
         x, y = (sbs[(0, b // 4)] for sbs in (ref_sbs, res_sbs))

@@ -30,6 +30,26 @@ from .plan import AccessTrace, CachePolicy, Plan, PolicyState
 from .sampling import NeighborSampler, SampledSuperbatch
 
 
+@dataclass(frozen=True)
+class PlanStart:
+    """What re-planning a superbatch from any of its batches needs: where it starts in the
+    epoch, the policy's state before it, and its accesses (the n_id arrays only; the blocks
+    and the plan can be freed). A checkpoint takes the policy state from it."""
+
+    first_batch: int
+    policy_state: PolicyState
+    trace: AccessTrace
+
+    def __len__(self) -> int:
+        return len(self.trace.ptr) - 1
+
+    def state_at(self, policy: CachePolicy, batch: int) -> PolicyState:
+        """`policy`'s state before batch `batch` of the epoch (first_batch <= batch <=
+        first_batch + len(self)): what a checkpoint taken there saves, and what
+        `inspect(..., first_batch=batch)` must start from to plan as this run did."""
+        return policy.state_at(self.policy_state, self.trace, batch - self.first_batch)
+
+
 @dataclass
 class Superbatch:
     """Superbatch `index` of `epoch`: its sampled batches and the plan that feeds them.
@@ -50,12 +70,14 @@ class Superbatch:
     def __len__(self) -> int:
         return len(self.batches)
 
+    def start(self) -> PlanStart:
+        """This superbatch's PlanStart (it shares the n_id arrays, copies nothing)."""
+        num_nodes = self.policy_state.num_nodes
+        return PlanStart(self.first_batch, self.policy_state, AccessTrace.of(self.batches, num_nodes))
+
     def state_at(self, policy: CachePolicy, batch: int) -> PolicyState:
-        """`policy`'s state before batch `batch` of the epoch (first_batch <= batch <=
-        first_batch + len(self)): what a checkpoint taken there saves, and what
-        `inspect(..., first_batch=batch)` must start from to plan as this run did."""
-        return policy.state_at(self.policy_state, AccessTrace.of(self.batches, policy.num_nodes),
-                               batch - self.first_batch)
+        """See PlanStart.state_at."""
+        return self.start().state_at(policy, batch)
 
 
 def batch_key(epoch: int, batch: int) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 from ..batch import Batch
 from ..dataset import Dataset, open_dataset
 from ..executor import Executor
-from ..inspector import Superbatch, inspect
+from ..inspector import PlanStart, inspect
 from ..manager import PlacementError, TierManager
 from ..memory import available_memory
 from ..plan import make_policy
@@ -153,7 +153,7 @@ class NodeLoader:
         except BaseException:
             self.manager.close()
             raise
-        self._planned: dict[tuple[int, int], Superbatch] = {}
+        self._planned: dict[tuple[int, int], PlanStart] = {}
         self._resume: tuple[tuple[int, int], PolicyState] | None = None
 
     # ---- placement ---------------------------------------------------------------------
@@ -253,9 +253,9 @@ class NodeLoader:
     def policy_state(self, epoch: int, next_batch: int) -> PolicyState:
         """The training cache policy's state before batch `next_batch` of `epoch` (what a
         checkpoint taken there records; `next_batch` may be the epoch's batch count)."""
-        for (e, _), sb in reversed(self._planned.items()):
-            if e == epoch and sb.first_batch <= next_batch <= sb.first_batch + len(sb):
-                return sb.state_at(self.policy, next_batch)
+        for (e, _), start in reversed(self._planned.items()):
+            if e == epoch and start.first_batch <= next_batch <= start.first_batch + len(start):
+                return start.state_at(self.policy, next_batch)
         raise LookupError(f"epoch {epoch} batch {next_batch} is not in a recently planned "
                           f"superbatch")
 
@@ -276,7 +276,8 @@ class NodeLoader:
 
 class _Ahead:
     """Runs the inspector one superbatch ahead in a thread (bounded queue of one), and keeps
-    the last superbatches it planned, from which a checkpoint takes the policy's state."""
+    the PlanStart of the last superbatches it planned, from which a checkpoint takes the
+    policy's state."""
 
     def __init__(self, gen, epoch: int, planned: dict | None):
         self.q: queue.Queue = queue.Queue(maxsize=1)
@@ -287,7 +288,7 @@ class _Ahead:
             try:
                 for sb in gen:
                     if planned is not None:
-                        planned[(epoch, sb.index)] = sb
+                        planned[(epoch, sb.index)] = sb.start()
                         while len(planned) > _KEEP_PLANNED:
                             del planned[next(iter(planned))]
                     self._put(sb)
