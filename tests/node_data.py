@@ -25,12 +25,20 @@ def make_node_dataset(root, n=2000, avg_deg=8, dim=16, classes=4, train=600, see
     arrays = dict(indptr=indptr, indices=src.astype(np.int32), features=feats, labels=labels,
                   train_idx=np.sort(perm[:train]), val_idx=np.sort(perm[train:train + val]),
                   test_idx=np.sort(perm[train + val:train + val + test]))
+    write_node_arrays(root, arrays, classes, chunk_bytes)
+    return arrays
+
+
+def write_node_arrays(root, arrays: dict, num_classes: int, chunk_bytes: int) -> None:
+    """Write a node-classification dataset's arrays (indptr, indices, float32 features, labels,
+    train/val/test ids) and the group attributes that describe them."""
     for name, a in arrays.items():
         write_array(root, name, a, chunk_bytes=chunk_bytes)
-    write_group_metadata(root, dict(format="tiered", format_version=1, num_nodes=n, num_edges=e,
-                                    feature_dim=dim, feature_dtype="float32", num_classes=classes,
+    n, dim = arrays["features"].shape
+    write_group_metadata(root, dict(format="tiered", format_version=1, num_nodes=n,
+                                    num_edges=len(arrays["indices"]), feature_dim=dim,
+                                    feature_dtype="float32", num_classes=num_classes,
                                     task="node", splits=["train", "val", "test"]))
-    return arrays
 
 
 def cfg(ds, **kw):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import zarr
 
-from tiered import FormatError, open_dataset, verify_dataset, write_array, write_group_metadata
+from tiered import FormatError, open_dataset, verify_dataset, write_array
+from node_data import write_node_arrays
 from tiered.format import ArrayWriter, choose_chunk_rows
 
 
@@ -21,11 +22,7 @@ def make_dataset(root, n=500, e=3000, dim=6, classes=4, chunk_bytes=4096, seed=0
     labels = rng.integers(0, classes, n).astype(np.int64)
     arrays = dict(indptr=indptr, indices=src, features=feats, labels=labels,
                   train_idx=np.arange(0, 50), val_idx=np.arange(50, 100), test_idx=np.arange(100, 200))
-    for name, a in arrays.items():
-        write_array(root, name, a, chunk_bytes=chunk_bytes)
-    write_group_metadata(root, dict(format="tiered", format_version=1, num_nodes=n, num_edges=e,
-                                    feature_dim=dim, feature_dtype="float32", num_classes=classes,
-                                    task="node", splits=["train", "val", "test"]))
+    write_node_arrays(root, arrays, classes, chunk_bytes)
     return arrays
 
 
