@@ -103,22 +103,6 @@ def _down(v, n, scale):
 
 
 @numba.njit(nogil=True, cache=True, parallel=True)
-def _rmat_edges(key_e, key_h, start, count, n, scale, table, classes, homophily, perm, src,
-                dst):
-    for i in numba.prange(count):
-        e = start + i
-        r, c = _rmat_pair(key_e, e, scale, table)
-        s = _down(r, n, scale)
-        d = _down(c, n, scale)
-        if uniform_at(key_h, e) < homophily:
-            d = d - d % classes + s % classes
-            if d >= n:
-                d -= classes
-        src[i] = permute(s, perm)
-        dst[i] = permute(d, perm)
-
-
-@numba.njit(nogil=True, cache=True, parallel=True)
 def _node_rows(key, start, count, means, sigma, classes, perm, feats, labels, with_features):
     dim = means.shape[1]
     for i in numba.prange(count):
@@ -142,6 +126,9 @@ def _class_means(key, classes, dim):
 @numba.njit(nogil=True, cache=True, parallel=True)
 def _rmat_pairs(key_e, key_h, start, count, users, items, scale, table, groups, homophily,
                 uperm, iperm, out_u, out_i):
+    """R-MAT pairs (row in [0, users), column in [0, items)) for edges start..start+count; a
+    `homophily` share of columns is moved into the row's group (class). A node graph is the
+    square case: users = items = nodes, groups = classes, one permutation for both."""
     for i in numba.prange(count):
         e = start + i
         r, c = _rmat_pair(key_e, e, scale, table)
@@ -188,8 +175,9 @@ class SyntheticNodes:
             count = min(block, self.edges - start)
             src = np.empty(count, np.int64)
             dst = np.empty(count, np.int64)
-            _rmat_edges(ke, kh, start, count, self.nodes, self.scale, self.table, self.classes,
-                        self.homophily, self.perm.params(), src, dst)
+            perm = self.perm.params()
+            _rmat_pairs(ke, kh, start, count, self.nodes, self.nodes, self.scale, self.table,
+                        self.classes, self.homophily, perm, perm, src, dst)
             yield src, dst
 
     def rows(self, start: int, count: int, with_features: bool) -> tuple[np.ndarray, np.ndarray]:
