@@ -21,8 +21,6 @@ joins the loader thread.
 """
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, Sequence
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 
 from .batch import Batch
+from .background import Background
 from .gather import as_byte_rows, assemble_rows, copy_rows
 from .inspector import Superbatch
 from .plan.plan import CacheState
@@ -85,10 +84,6 @@ class _Ring:
             buf = torch.empty((cap,) + self.row_shape, dtype=self.dtype, pin_memory=self.pin)
             self.bufs[i] = buf
         return i, buf[:rows]
-
-
-class _Stop(Exception):
-    """Raised inside the loader thread when the consumer has gone away."""
 
 
 class Executor:
@@ -332,47 +327,10 @@ class Executor:
         Closing the returned generator stops the loader thread and closes `superbatches`
         when it has a close() method.
         """
-        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        stop = threading.Event()
-
-        def put(item) -> None:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
-            raise _Stop
-
-        def loader() -> None:
-            try:
-                index = first_index
-                for sb in superbatches:
-                    self.stats.seconds["sample"] += sb.sample_seconds
-                    self.stats.seconds["plan"] += sb.plan_seconds
-                    for b in range(sb.plan.num_batches):
-                        if stop.is_set():
-                            raise _Stop
-                        put(self._produce(sb, b, index))
-                        index += 1
-                put(_END)
-            except _Stop:
-                pass
-            except BaseException as e:       # noqa: BLE001 - handed to the consumer
-                try:
-                    put(_Failure(e))
-                except _Stop:
-                    pass
-
-        th = threading.Thread(target=loader, name="tiered-executor", daemon=True)
-        th.start()
+        produced = Background(self._batches(superbatches, first_index), self.prefetch,
+                              "tiered-executor", upstream=superbatches)
         try:
-            while True:
-                item = q.get()
-                if item is _END:
-                    return
-                if isinstance(item, _Failure):
-                    raise item.error
+            for item in produced:
                 if item.ready is not None:
                     stream = torch.cuda.current_stream(self.device)
                     stream.wait_event(item.ready)
@@ -381,19 +339,17 @@ class Executor:
                             t.record_stream(stream)
                 yield item
         finally:
-            stop.set()
-            close = getattr(superbatches, "close", None)
-            if close is not None:
-                close()
-            th.join()
+            produced.close()
 
-
-class _Failure:
-    def __init__(self, error: BaseException):
-        self.error = error
-
-
-_END = object()
+    def _batches(self, superbatches: Iterable[Superbatch], first_index: int) -> Iterator[Batch]:
+        """The batches of every superbatch, produced in order (run()'s producer thread)."""
+        index = first_index
+        for sb in superbatches:
+            self.stats.seconds["sample"] += sb.sample_seconds
+            self.stats.seconds["plan"] += sb.plan_seconds
+            for b in range(sb.plan.num_batches):
+                yield self._produce(sb, b, index)
+                index += 1
 
 
 class _HostMemoryOnDevice:

@@ -18,19 +18,17 @@ all-in-DRAM run (tests/test_recsys_train.py).
 from __future__ import annotations
 
 import json
-import queue
 import shutil
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..background import Background
 from ..dataset import open_dataset
 from ..inspector import Inspector, Superbatch
 from ..plan import make_policy
@@ -67,46 +65,6 @@ class LinkEpoch:
 
     def as_dict(self) -> dict:
         return dict(vars(self))
-
-
-def _ahead(it: Iterator, depth: int = 1) -> Iterator:
-    """Run `it` in a background thread, `depth` items ahead; errors re-raised here."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    end = object()
-
-    def work() -> None:
-        try:
-            for item in it:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(end)
-        except BaseException as e:      # noqa: BLE001 - handed to the consumer
-            q.put(e)
-
-    th = threading.Thread(target=work, name="tiered-link-inspector", daemon=True)
-    th.start()
-    try:
-        while True:
-            item = q.get()
-            if item is end:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while th.is_alive():
-            try:
-                q.get(timeout=0.1)
-            except queue.Empty:
-                pass
 
 
 class LinkTrainer:
@@ -219,8 +177,9 @@ class LinkTrainer:
         waits = compute = 0.0
         loss_sum = bpr_sum = 0.0
         n = 0
-        sbs = _ahead(self.inspector.edge_epoch(self.train_edges, epoch, num_neg=self.cfg.num_neg,
-                                               neg_range=(self.num_users, self.num_nodes)))
+        sbs = Background(self.inspector.edge_epoch(self.train_edges, epoch, num_neg=self.cfg.num_neg,
+                                                   neg_range=(self.num_users, self.num_nodes)),
+                         1, "tiered-link-inspector")
         bar = self._bar(epoch)
         t_wait = time.perf_counter()
         try:

@@ -9,18 +9,18 @@ can resume it exactly.
 """
 from __future__ import annotations
 
-import queue
-import threading
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from ..background import Background
 from ..batch import Batch
 from ..dataset import Dataset, open_dataset
 from ..executor import Executor
-from ..inspector import PlanStart, inspect
+from ..inspector import PlanStart, Superbatch, inspect
 from ..manager import PlacementError, TierManager
 from ..memory import available_memory
 from ..plan import make_policy
@@ -247,7 +247,9 @@ class NodeLoader:
         policy = self.policy if train else make_policy("none", 0, self.num_nodes)
         gen = inspect(sampler, policy, self.seed_batches(epoch, split), self.cfg.superbatch,
                       key_epoch, first_batch=start)
-        ahead = _Ahead(gen, epoch, self._planned if train else None)
+        if train:
+            gen = _recording(gen, epoch, self._planned)
+        ahead = Background(gen, 1, "tiered-inspector")
         yield from self.executor.run(ahead, first_index=start)
 
     def policy_state(self, epoch: int, next_batch: int) -> PolicyState:
@@ -274,63 +276,13 @@ class NodeLoader:
         self.close()
 
 
-class _Ahead:
-    """Runs the inspector one superbatch ahead in a thread (bounded queue of one), and keeps
-    the PlanStart of the last superbatches it planned, from which a checkpoint takes the
-    policy's state."""
-
-    def __init__(self, gen, epoch: int, planned: dict | None):
-        self.q: queue.Queue = queue.Queue(maxsize=1)
-        self.stop = threading.Event()
-        self.gen = gen
-
-        def work() -> None:
-            try:
-                for sb in gen:
-                    if planned is not None:
-                        planned[(epoch, sb.index)] = sb.start()
-                        while len(planned) > _KEEP_PLANNED:
-                            del planned[next(iter(planned))]
-                    self._put(sb)
-                self._put(None)
-            except _Closed:
-                pass
-            except BaseException as e:      # noqa: BLE001 - re-raised in the consumer
-                try:
-                    self._put(e)
-                except _Closed:
-                    pass
-            finally:
-                gen.close()
-
-        self.thread = threading.Thread(target=work, name="tiered-inspector", daemon=True)
-        self.thread.start()
-
-    def _put(self, item) -> None:
-        while not self.stop.is_set():
-            try:
-                self.q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                pass
-        raise _Closed
-
-    def __iter__(self):
-        while not self.stop.is_set():
-            try:
-                item = self.q.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
-class _Closed(Exception):
-    pass
+def _recording(superbatches: Iterator[Superbatch], epoch: int,
+               planned: dict[tuple[int, int], PlanStart]) -> Iterator[Superbatch]:
+    """The superbatches, keeping the PlanStart of the last few in `planned` (a checkpoint
+    takes the policy's state from them; the inspector runs ahead of training)."""
+    with contextlib.closing(superbatches):
+        for sb in superbatches:
+            planned[(epoch, sb.index)] = sb.start()
+            while len(planned) > _KEEP_PLANNED:
+                del planned[next(iter(planned))]
+            yield sb
